@@ -1,0 +1,66 @@
+# netshift: the two commands are `make run` and `make test` (see README.md).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+PYTEST := $(PY) -m pytest
+CLUSTER := hack/cluster
+
+# Debian packages the tools, the cluster and the tests need; installed by `make deps` when missing.
+APT_PACKAGES := openssl curl ca-certificates iproute2 nftables
+
+.PHONY: help
+help: ## list targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
+
+.PHONY: deps
+deps: ## install the Debian packages the tools and tests need (when missing)
+	@hack/deps.sh $(APT_PACKAGES)
+
+$(VENV)/.stamp: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	@touch $@
+
+.PHONY: venv
+venv: $(VENV)/.stamp ## create the virtual environment with netshift and its test dependencies
+
+.PHONY: tools
+tools: deps ## build (or reuse cached) etcd, Kubernetes and helm binaries
+	hack/lib/build.sh all
+
+.PHONY: cluster-up cluster-down
+cluster-up: tools ## start the local control plane
+	$(CLUSTER) up
+cluster-down: ## stop the local control plane and remove its state
+	$(CLUSTER) down
+
+.PHONY: install-crds
+install-crds: ## install the CRDs into $$KUBECONFIG (or the local cluster)
+	hack/run-operator.sh --crds-only
+
+.PHONY: run
+run: deps venv ## set everything up and run the operator (local cluster, or $$KUBECONFIG when set)
+	hack/run-operator.sh
+
+.PHONY: test
+test: deps venv tools test-unit test-conformance test-integration ## run every test tier
+
+.PHONY: test-unit
+test-unit: venv ## unit tests (pure code)
+	$(PYTEST) tests/unit -m unit
+
+.PHONY: test-conformance
+test-conformance: venv tools ## OpenShift's CRD suites against a real kube-apiserver
+	$(PYTEST) tests/conformance -m conformance
+
+.PHONY: test-integration
+test-integration: venv tools ## the operator against the real control plane
+	$(PYTEST) tests/integration -m integration
+
+.PHONY: clean
+clean: ## remove the virtual environment (caches outside the repo are kept)
+	rm -rf $(VENV) *.egg-info operator/*.egg-info

@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# Build the test cluster's upstream binaries with the Go toolchain from the Go module proxy.
+# Each component lands in $NETSHIFT_CACHE/<component>-<version>/bin and is built only once per version.
+set -euo pipefail
+HACK_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=../versions.env
+. "$HACK_DIR/versions.env"
+NETSHIFT_CACHE=${NETSHIFT_CACHE:-$HOME/.cache/netshift}
+export GOFLAGS="-buildvcs=false -trimpath" CGO_ENABLED=${CGO_ENABLED:-0}
+
+log() { printf '[build] %s\n' "$*" >&2; }
+
+# Kubernetes 1.35 needs Go >= 1.24 (Debian bookworm's golang-go is too old); newer toolchains
+# are fetched from the Go module proxy by GOTOOLCHAIN=auto when go.mod asks for them.
+need_go() {
+  command -v go >/dev/null || { echo "Go >= 1.24 is required to build the test cluster (https://go.dev/dl)" >&2; exit 1; }
+  local v; v=$(go env GOVERSION); v=${v#go}
+  [ "$(printf '%s\n1.24\n' "${v%.*}" | sort -V | head -1)" = 1.24 ] || { echo "Go $v is too old; need >= 1.24" >&2; exit 1; }
+}
+
+# k8s.io/kubernetes replaces its staging modules with local paths; a wrapper module must
+# replace each of them with the published v0.Y.Z module instead.
+build_kubernetes() {
+  local out="$NETSHIFT_CACHE/kubernetes-$K8S_VERSION/bin"
+  local cmds=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy)
+  local missing=0 c
+  for c in "${cmds[@]}"; do [ -x "$out/$c" ] || missing=1; done
+  [ "$missing" = 0 ] && { echo "$out"; return; }
+  need_go
+  local work="$NETSHIFT_CACHE/src/kubernetes-$K8S_VERSION"
+  mkdir -p "$work" "$out"
+  local staging="v0.${K8S_VERSION#v1.}"
+  log "kubernetes $K8S_VERSION (staging $staging) in $work"
+  (
+    cd "$work"
+    [ -f go.mod ] || go mod init netshift.local/k8s-build >/dev/null 2>&1
+    local gomod
+    gomod=$(go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
+    local args=(-require "k8s.io/kubernetes@$K8S_VERSION")
+    local m
+    for m in $(grep -oE '^\s*k8s.io/[a-z0-9-]+ => ./staging' "$gomod" | awk '{print $1}'); do
+      args+=(-replace "$m=$m@$staging")
+    done
+    go mod edit "${args[@]}"
+    local pkgs=()
+    for c in "${cmds[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$c"); done
+    go get "${pkgs[@]/%/@$K8S_VERSION}" >/dev/null 2>&1 || go mod tidy >/dev/null 2>&1 || true
+    local minor=${K8S_VERSION#v1.}; minor=${minor%%.*}
+    local ld="-s -w -X k8s.io/component-base/version.gitVersion=$K8S_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor -X k8s.io/component-base/version.gitTreeState=clean"
+    go build -ldflags "$ld" -o "$out/" "${pkgs[@]}"
+  )
+  echo "$out"
+}
+
+build_etcd() {
+  local out="$NETSHIFT_CACHE/etcd-$ETCD_VERSION/bin"
+  [ -x "$out/etcd" ] && { echo "$out"; return; }
+  need_go
+  local work="$NETSHIFT_CACHE/src/etcd-$ETCD_VERSION"
+  mkdir -p "$work" "$out"
+  log "etcd $ETCD_VERSION in $work"
+  (
+    cd "$work"
+    [ -f go.mod ] || go mod init netshift.local/etcd-build >/dev/null 2>&1
+    cat > main.go <<'GO'
+package main
+
+import (
+	"os"
+
+	"go.etcd.io/etcd/server/v3/etcdmain"
+)
+
+func main() { etcdmain.Main(os.Args) }
+GO
+    go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION" >/dev/null 2>&1
+    go mod tidy >/dev/null 2>&1
+    go build -ldflags "-s -w" -o "$out/etcd" .
+  )
+  echo "$out"
+}
+
+build_helm() {
+  local out="$NETSHIFT_CACHE/helm-$HELM_VERSION/bin"
+  [ -x "$out/helm" ] && { echo "$out"; return; }
+  need_go
+  local work="$NETSHIFT_CACHE/src/helm-$HELM_VERSION"
+  mkdir -p "$work" "$out"
+  log "helm $HELM_VERSION in $work"
+  (
+    cd "$work"
+    [ -f go.mod ] || go mod init netshift.local/helm-build >/dev/null 2>&1
+    go get "helm.sh/helm/v3@$HELM_VERSION" >/dev/null 2>&1
+    go build -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" -o "$out/helm" helm.sh/helm/v3/cmd/helm
+  )
+  echo "$out"
+}
+
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+  case "${1:-all}" in
+    kubernetes) build_kubernetes ;;
+    etcd) build_etcd ;;
+    helm) build_helm ;;
+    all) build_etcd; build_kubernetes; build_helm ;;
+    *) echo "usage: $0 [all|kubernetes|etcd|helm]" >&2; exit 2 ;;
+  esac
+fi

@@ -1,0 +1,3 @@
+from netshift.cli import main
+
+raise SystemExit(main())
