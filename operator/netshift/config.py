@@ -1,0 +1,51 @@
+"""Operator configuration: one frozen object, read from the environment (the Helm chart sets it).
+
+Every setting has a NETSHIFT_* environment variable; defaults are documented in docs/configuration.md.
+"""
+from __future__ import annotations
+
+import functools
+import os
+
+from pydantic import BaseModel, ConfigDict
+
+
+class OperatorConfig(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    # EgressRouter
+    agent_image: str = "netshift:0.1.0"
+    agent_image_pull_policy: str = "IfNotPresent"
+    default_macvlan_master: str | None = None  # used when spec.networkInterface.macvlan.master is empty
+
+    # Route admission
+    router_name: str = "default"
+    router_domain: str = "apps.netshift.local"
+    router_canonical_hostname: str | None = None
+    disable_namespace_ownership_check: bool = False
+
+    # Reconcile
+    resync_seconds: float = 300.0
+
+
+_ENV = {
+    "agent_image": "NETSHIFT_AGENT_IMAGE",
+    "agent_image_pull_policy": "NETSHIFT_AGENT_IMAGE_PULL_POLICY",
+    "default_macvlan_master": "NETSHIFT_DEFAULT_MACVLAN_MASTER",
+    "router_name": "NETSHIFT_ROUTER_NAME",
+    "router_domain": "NETSHIFT_ROUTER_DOMAIN",
+    "router_canonical_hostname": "NETSHIFT_ROUTER_CANONICAL_HOSTNAME",
+    "disable_namespace_ownership_check": "NETSHIFT_DISABLE_NAMESPACE_OWNERSHIP_CHECK",
+    "resync_seconds": "NETSHIFT_RESYNC_SECONDS",
+}
+
+
+def from_env(environ: dict[str, str] | os._Environ = os.environ) -> OperatorConfig:
+    values = {field: environ[var] for field, var in _ENV.items() if environ.get(var, "") != ""}
+    return OperatorConfig(**values)
+
+
+@functools.cache
+def current() -> OperatorConfig:
+    """The process-wide configuration (read once)."""
+    return from_env()
