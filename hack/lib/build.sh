@@ -2,6 +2,7 @@
 # Build the test cluster's upstream binaries with the Go toolchain from the Go module proxy.
 # Each component lands in $NETSHIFT_CACHE/<component>-<version>/bin and is built only once per version.
 set -euo pipefail
+shopt -s inherit_errexit
 HACK_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=../versions.env
 . "$HACK_DIR/versions.env"
@@ -49,6 +50,7 @@ build_kubernetes() {
     local ld="-s -w -X k8s.io/component-base/version.gitVersion=$K8S_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor -X k8s.io/component-base/version.gitTreeState=clean"
     go build -ldflags "$ld" -o "$out/" "${pkgs[@]}"
   )
+  for c in "${cmds[@]}"; do [ -x "$out/$c" ] || { echo "build of $c failed" >&2; return 1; }; done
   echo "$out"
 }
 
@@ -77,6 +79,7 @@ GO
     go mod tidy >/dev/null 2>&1
     go build -ldflags "-s -w" -o "$out/etcd" .
   )
+  [ -x "$out/etcd" ] || { echo "build of etcd failed" >&2; return 1; }
   echo "$out"
 }
 
@@ -90,9 +93,10 @@ build_helm() {
   (
     cd "$work"
     [ -f go.mod ] || go mod init netshift.local/helm-build >/dev/null 2>&1
-    go get "helm.sh/helm/v3@$HELM_VERSION" >/dev/null 2>&1
+    go get "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" >/dev/null 2>&1
     go build -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" -o "$out/helm" helm.sh/helm/v3/cmd/helm
   )
+  [ -x "$out/helm" ] || { echo "build of helm failed" >&2; return 1; }
   echo "$out"
 }
 
