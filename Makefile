@@ -9,7 +9,7 @@ PYTEST := $(PY) -m pytest
 CLUSTER := hack/cluster
 
 # Debian packages the tools, the cluster and the tests need; installed by `make deps` when missing.
-APT_PACKAGES := openssl curl ca-certificates iproute2 nftables
+APT_PACKAGES := openssl curl ca-certificates iproute2 nftables iperf3
 
 .PHONY: help
 help: ## list targets
@@ -47,7 +47,7 @@ run: deps venv ## set everything up and run the operator (local cluster, or $$KU
 	hack/run-operator.sh
 
 .PHONY: test
-test: deps venv tools test-unit test-conformance test-integration ## run every test tier
+test: deps venv tools test-unit test-conformance test-integration test-dataplane ## run every test tier
 
 .PHONY: test-unit
 test-unit: venv ## unit tests (pure code)
@@ -60,6 +60,14 @@ test-conformance: venv tools ## OpenShift's CRD suites against a real kube-apise
 .PHONY: test-integration
 test-integration: venv tools ## the operator against the real control plane
 	$(PYTEST) tests/integration -m integration
+
+.PHONY: test-dataplane
+test-dataplane: deps venv ## redirect agent data path: real packets in network namespaces (root)
+	$(PYTEST) tests/dataplane -m dataplane
+
+.PHONY: bench-agent
+bench-agent: deps venv ## redirect agent throughput and connections/s vs the direct path (root, ~30 s)
+	$(PY) -m tests.bench.bench_agent
 
 .PHONY: clean
 clean: ## remove the virtual environment (caches outside the repo are kept)
