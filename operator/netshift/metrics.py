@@ -20,8 +20,19 @@ CHILDREN_APPLIED = Counter(
 CONDITIONS = Gauge(
     "netshift_objects_by_condition", "Objects by condition type and status", ["kind", "type", "status"]
 )
+API_REQUESTS = Counter(
+    "netshift_api_requests_total", "API requests made by a controller (excluding watches)",
+    ["controller", "verb", "resource"],
+)
 ADMISSIONS = Counter(
     "netshift_route_admission_total", "Route admission outcomes by reason", ["reason"]
+)
+
+ROUTE_EVALUATIONS = Counter(
+    "netshift_route_evaluations_total", "Route admission decisions computed (routes re-evaluated)"
+)
+ROUTE_EVALUATION_SECONDS = Histogram(
+    "netshift_route_evaluation_duration_seconds", "Time to re-evaluate the dirty route groups"
 )
 
 

@@ -68,6 +68,8 @@ def run(
         standalone=True,
         clusterwide=not namespaces,
         namespaces=namespaces,
+        # Handlers that list at startup (route admission) need to know what is watched.
+        memo=kopf.Memo(namespaces=list(namespaces)),
         liveness_endpoint=liveness,
     )
     return 0
