@@ -9,7 +9,7 @@ PYTEST := $(PY) -m pytest
 CLUSTER := hack/cluster
 
 # Debian packages the tools, the cluster and the tests need; installed by `make deps` when missing.
-APT_PACKAGES := openssl curl ca-certificates iproute2 nftables iperf3
+APT_PACKAGES := openssl curl ca-certificates iproute2 nftables iperf3 containerd runc containernetworking-plugins iptables conntrack busybox-static gcc libc6-dev
 
 .PHONY: help
 help: ## list targets
@@ -68,6 +68,11 @@ test-dataplane: deps venv ## redirect agent data path: real packets in network n
 .PHONY: bench-agent
 bench-agent: deps venv ## redirect agent throughput and connections/s vs the direct path (root, ~30 s)
 	$(PY) -m tests.bench.bench_agent
+
+.PHONY: bench-route-admission
+bench-route-admission: venv tools ## Route admission at scale: 10,000 routes in 100 namespaces (ARGS="--count 1000 --namespaces 10")
+	$(CLUSTER) up
+	$(PY) tests/bench/bench_route_admission.py $(ARGS)
 
 .PHONY: clean
 clean: ## remove the virtual environment (caches outside the repo are kept)
