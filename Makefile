@@ -9,7 +9,7 @@ PYTEST := $(PY) -m pytest
 CLUSTER := hack/cluster
 
 # Debian packages the tools, the cluster and the tests need; installed by `make deps` when missing.
-APT_PACKAGES := openssl curl ca-certificates iproute2 nftables iperf3 containerd runc containernetworking-plugins iptables conntrack busybox-static gcc libc6-dev
+APT_PACKAGES := openssl curl ca-certificates iproute2 nftables iperf3 debootstrap buildah shellcheck containerd runc containernetworking-plugins iptables conntrack busybox-static gcc libc6-dev
 
 .PHONY: help
 help: ## list targets
@@ -73,6 +73,23 @@ bench-agent: deps venv ## redirect agent throughput and connections/s vs the dir
 bench-route-admission: venv tools ## Route admission at scale: 10,000 routes in 100 namespaces (ARGS="--count 1000 --namespaces 10")
 	$(CLUSTER) up
 	$(PY) tests/bench/bench_route_admission.py $(ARGS)
+
+.PHONY: image
+image: deps ## build the image from the Dockerfile (no registry, no daemon) and import it into the local node
+	hack/build-image.sh
+
+.PHONY: manifests
+manifests: tools ## regenerate charts/netshift/crds and manifests/ from crds/ and the chart
+	hack/render-manifests.sh
+
+.PHONY: chart-lint
+chart-lint: tools ## helm lint the chart; check that manifests/ and the chart's CRDs are up to date
+	"$$($(CLUSTER) bin | sed -n 3p)/helm" lint --strict charts/netshift
+	hack/render-manifests.sh --check
+
+.PHONY: lint
+lint: deps chart-lint ## shellcheck every script, plus chart-lint
+	shellcheck -x -P SCRIPTDIR -S warning hack/cluster hack/*.sh hack/lib/*.sh
 
 .PHONY: clean
 clean: ## remove the virtual environment (caches outside the repo are kept)
