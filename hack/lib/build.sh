@@ -100,12 +100,43 @@ build_helm() {
   echo "$out"
 }
 
+# Multus as a thin CNI plugin (the `multus` binary runs on the host, no daemonset). Its module
+# may carry replace directives that a wrapper module must repeat; they are copied from its go.mod.
+build_multus() {
+  local out="$NETSHIFT_CACHE/multus-$MULTUS_VERSION/bin"
+  [ -x "$out/multus" ] && { echo "$out"; return; }
+  need_go
+  local mod=gopkg.in/k8snetworkplumbingwg/multus-cni.v4
+  local work="$NETSHIFT_CACHE/src/multus-$MULTUS_VERSION"
+  mkdir -p "$work" "$out"
+  log "multus $MULTUS_VERSION in $work"
+  (
+    cd "$work"
+    [ -f go.mod ] || go mod init netshift.local/multus-build >/dev/null 2>&1
+    local gomod
+    gomod=$(go mod download -json "$mod@$MULTUS_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
+    local args=(-require "$mod@$MULTUS_VERSION") line
+    # both `replace a => b v` and the lines of a `replace ( ... )` block
+    while read -r line; do
+      [ -n "$line" ] && args+=(-replace "$line")
+    done < <(awk '/^replace \($/{b=1;next} b&&/^\)/{b=0} b{print} /^replace [^(]/{sub(/^replace /,"");print}' "$gomod" \
+      | sed -E 's#//.*##; s#^[[:space:]]+|[[:space:]]+$##g; s#[[:space:]]*=>[[:space:]]*#=#; s#[[:space:]]+#@#g')
+    go mod edit "${args[@]}"
+    go get "$mod/cmd/multus@$MULTUS_VERSION" >/dev/null 2>&1 || go mod tidy >/dev/null 2>&1 || true
+    local ld="-s -w -X $mod/pkg/multus.version=$MULTUS_VERSION -X $mod/pkg/multus.gitTreeState=clean"
+    go build -ldflags "$ld" -o "$out/multus" "$mod/cmd/multus"
+  )
+  [ -x "$out/multus" ] || { echo "build of multus failed" >&2; return 1; }
+  echo "$out"
+}
+
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then
   case "${1:-all}" in
     kubernetes) build_kubernetes ;;
     etcd) build_etcd ;;
     helm) build_helm ;;
-    all) build_etcd; build_kubernetes; build_helm ;;
-    *) echo "usage: $0 [all|kubernetes|etcd|helm]" >&2; exit 2 ;;
+    multus) build_multus ;;
+    all) build_etcd; build_kubernetes; build_helm; build_multus ;;
+    *) echo "usage: $0 [all|kubernetes|etcd|helm|multus]" >&2; exit 2 ;;
   esac
 fi
