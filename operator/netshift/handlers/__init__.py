@@ -1,1 +1,2 @@
 """kopf handlers, one module per kind. Importing this package registers them all."""
+from netshift.handlers import route  # noqa: E402,F401  Route admission
