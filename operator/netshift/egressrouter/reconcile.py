@@ -1,0 +1,310 @@
+"""The one idempotent reconcile of an EgressRouter.
+
+validate → render → apply the children whose observed state does not already contain the rendered
+state (server-side apply, field manager `netshift`, force) → read the pod → compute the status →
+patch it only if it changed → post Events on transitions.
+
+Observed state comes from a cache fed by watch events (kopf indexes, see the handlers), so an
+unchanged router costs no API request at all: no write, and no read either.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from typing import Any, Callable, Iterable, Mapping, Protocol
+
+from pydantic import ValidationError
+
+from netshift import metrics
+from netshift.agent.config import ConfigError, parse_spec
+from netshift.egressrouter import conditions as cond
+from netshift.egressrouter.kube import Kube, error_message
+from netshift.egressrouter.render import (
+    AGENT_CONFIG_HASH_ANNOTATION, CONFIG_HASH_ANNOTATION, NAD_KIND, Children, RenderSettings,
+    is_headless, render,
+)
+from netshift.egressrouter.validate import Problem, validate
+from netshift.models.egressrouter import KIND, EgressRouter
+
+log = logging.getLogger("netshift.egressrouter")
+
+POLL_WAITING_POD_SECONDS = 10.0  # a scheduled pod that is not ready: re-read its events this often
+
+
+class Cache(Protocol):
+    """Observed objects, kept current by watch events."""
+
+    def router(self, namespace: str, name: str) -> Mapping[str, Any] | None: ...
+    def child(self, kind: str, namespace: str, name: str) -> Mapping[str, Any] | None: ...
+    def pods(self, namespace: str, name: str) -> list[Mapping[str, Any]]: ...
+
+
+def contains(desired: Any, observed: Any) -> bool:
+    """Whether `observed` already holds everything `desired` says (the API server adds defaults).
+
+    Mappings: every desired key, recursively. Lists of scalars: equal. Lists of objects: every desired
+    item matches a distinct observed item (what server-side apply does with keyed lists; an item that
+    another manager added cannot be removed by applying again, so it must not cause a re-apply).
+    """
+    if isinstance(desired, Mapping):
+        return isinstance(observed, Mapping) and all(
+            k in observed and contains(v, observed[k]) for k, v in desired.items())
+    if isinstance(desired, list):
+        if not isinstance(observed, list):
+            return False
+        if not any(isinstance(x, Mapping) for x in desired):
+            return desired == observed
+        remaining = list(observed)
+        for item in desired:
+            for i, candidate in enumerate(remaining):
+                if contains(item, candidate):
+                    del remaining[i]
+                    break
+            else:
+                return False
+        return True
+    return desired == observed
+
+
+def _rv(obj: Mapping[str, Any] | None) -> int:
+    try:
+        return int(((obj or {}).get("metadata") or {}).get("resourceVersion") or 0)
+    except ValueError:
+        return 0
+
+
+class Recent:
+    """What we wrote lately, until the watch catches up: avoids writing twice when a second
+    reconcile runs before the watch event of our own write arrived."""
+
+    def __init__(self) -> None:
+        self._items: dict[tuple, Mapping[str, Any]] = {}
+        self._lock = threading.Lock()
+
+    def newest(self, key: tuple, cached: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+        with self._lock:
+            mine = self._items.get(key)
+            if mine is None:
+                return cached
+            if cached is not None and _rv(cached) >= _rv(mine):
+                del self._items[key]  # the watch has caught up
+                return cached
+            return mine
+
+    def observed(self, key: tuple, obj: Mapping[str, Any] | None, deleted: bool = False) -> None:
+        """A watch event for `key`: once the watch is as new as our write, the cache is the truth
+        (and a deletion always is: the object may have been deleted right after our write)."""
+        with self._lock:
+            mine = self._items.get(key)
+            if mine is not None and (deleted or _rv(obj) >= _rv(mine)):
+                del self._items[key]
+
+    def remember(self, key: tuple, obj: Mapping[str, Any] | None) -> None:
+        with self._lock:
+            if obj is None:
+                self._items.pop(key, None)
+            else:
+                self._items[key] = obj
+
+    def forget_router(self, namespace: str, name: str) -> None:
+        with self._lock:
+            for key in [k for k in self._items if k[1:] == (namespace, name)]:
+                del self._items[key]
+
+
+class _NadNotServed(Exception):
+    pass
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    requeue_after: float | None = None
+    failed: bool = False
+
+
+class Reconciler:
+    def __init__(self, kube: Kube, cache: Cache, settings: RenderSettings,
+                 nad_served: Callable[[], bool], nad_epoch: Callable[[], int] = lambda: 0,
+                 nad_not_found: Callable[[], None] = lambda: None) -> None:
+        self.kube = kube
+        self.cache = cache
+        self.settings = settings
+        self.nad_served = nad_served
+        self.nad_epoch = nad_epoch
+        self.nad_not_found = nad_not_found  # a 404 on a NAD: discovery was stale
+        self.recent = Recent()
+        self._nad_epoch_seen: dict[tuple[str, str], int] = {}
+        self._conditions: dict[tuple[str, str], dict[str, str]] = {}
+        self._lock = threading.Lock()
+
+    # -- the reconcile ------------------------------------------------------------------------
+    def reconcile(self, namespace: str, name: str) -> Outcome:
+        started = time.monotonic()
+        result = "error"
+        try:
+            outcome, result = self._reconcile(namespace, name)
+            return outcome
+        finally:
+            metrics.RECONCILES.labels(kind=KIND, result=result).inc()
+            metrics.RECONCILE_SECONDS.labels(kind=KIND).observe(time.monotonic() - started)
+
+    def _reconcile(self, namespace: str, name: str) -> tuple[Outcome, str]:
+        key = (namespace, name)
+        body = self.recent.newest((KIND, *key), self.cache.router(namespace, name))
+        if body is None or (body.get("metadata") or {}).get("deletionTimestamp"):
+            # Gone or going: garbage collection removes the children (ownerReferences).
+            self.forget(namespace, name)
+            return Outcome(), "deleted"
+        meta = body.get("metadata") or {}
+        generation = int(meta.get("generation") or 0)
+
+        problems: tuple[Problem, ...]
+        router: EgressRouter | None = None
+        try:
+            router = EgressRouter.from_obj(dict(body))
+            problems = validate(name, router.spec)
+        except ValidationError as exc:
+            problems = (Problem("InvalidSpec", "spec", f"cannot be read: {exc.errors()[0].get('msg')}"),)
+        if router is not None and not problems:
+            try:  # the agent must accept whatever we hand it; its parser has the last word
+                parse_spec(router.spec.to_dict())
+            except ConfigError as exc:
+                problems = (Problem("InvalidSpec", exc.field, str(exc)[len(exc.field) + 2:]),)
+
+        nad_served = self.nad_served()
+        deployment = self._observed("Deployment", namespace, name)
+        pod: cond.PodState | None = None
+        apply_errors: list[str] = []
+        summary = ""
+        requeue: float | None = None
+
+        if router is not None and not problems and nad_served:
+            children = render(router, self.settings)
+            try:
+                deployment, apply_errors = self._apply_children(key, children, deployment)
+            except _NadNotServed:
+                self.nad_not_found()
+                nad_served = False
+        if router is not None and not problems and nad_served:
+            pods = self.cache.pods(namespace, name)
+            pod = cond.pod_state(pods, children.config_hash, deployment=deployment)
+            if pod.waiting and pod.pod_name:
+                try:
+                    events = self.kube.pod_events(namespace, pod.pod_name, pod.pod_uid)
+                    pod = cond.pod_state(pods, children.config_hash, events, deployment)
+                except Exception as exc:  # noqa: BLE001 (events only refine the message)
+                    log.debug("cannot read events of pod %s/%s: %s", namespace, pod.pod_name, exc)
+                requeue = POLL_WAITING_POD_SECONDS
+            if not apply_errors:
+                self._nudge_pods(namespace, pods, children)
+            summary = _summary(router)
+
+        obs = cond.Observation(generation=generation, problems=problems, nad_served=nad_served,
+                               apply_errors=tuple(apply_errors), deployment=deployment, pod=pod,
+                               summary=summary)
+        previous = (body.get("status") or {}).get("conditions") or []
+        status = cond.compute_status(obs, previous, _now())
+        if cond.status_differs(body.get("status"), status):
+            log.info("status of EgressRouter %s/%s: %s", namespace, name, ", ".join(
+                f"{c['type']}={c['status']} ({c['reason']}: {c['message']})" for c in status["conditions"]))
+            written = self.kube.patch_status(namespace, name, status)
+            self.recent.remember((KIND, *key), written)
+            for t in cond.transitions(previous, status["conditions"]):
+                self.kube.post_event(dict(body), reason=t.reason, warning=t.warning,
+                                     message=f"{t.type}={t.status}: {t.message}" if t.message
+                                     else f"{t.type}={t.status}")
+        self._count_conditions(key, status["conditions"])
+
+        if apply_errors:
+            return Outcome(failed=True), "error"
+        if problems or not nad_served:
+            return Outcome(), "degraded"
+        return Outcome(requeue_after=requeue), "ok"
+
+    # -- children -----------------------------------------------------------------------------
+    def _observed(self, kind: str, namespace: str, name: str) -> Mapping[str, Any] | None:
+        return self.recent.newest((kind, namespace, name), self.cache.child(kind, namespace, name))
+
+    def _apply_children(self, key: tuple[str, str], children: Children,
+                        deployment: Mapping[str, Any] | None) -> tuple[Mapping[str, Any] | None, list[str]]:
+        namespace, name = key
+        errors: list[str] = []
+        epoch = self.nad_epoch()
+        for kind, desired in children.items():
+            observed = self._observed(kind, namespace, name)
+            if kind == NAD_KIND and self._nad_epoch_seen.get(key, 0) != epoch:
+                observed = None  # NADs were just (re)served: the cache may predate the CRD
+            if observed is not None and contains(desired, observed):
+                continue
+            try:
+                if kind == "Service" and observed is not None and is_headless(observed) != is_headless(desired):
+                    # clusterIP is immutable: switching to/from headless needs a new Service
+                    self.kube.delete("Service", namespace, name)
+                applied = self.kube.apply(kind, desired)
+            except Exception as exc:  # noqa: BLE001 (reported in Degraded, retried with backoff)
+                if kind == NAD_KIND and getattr(exc, "status", None) == 404:
+                    raise _NadNotServed() from exc
+                errors.append(f"applying {kind} {namespace}/{name} failed: {error_message(exc)}")
+                continue
+            metrics.CHILDREN_APPLIED.labels(kind=KIND, child=kind).inc()
+            self.recent.remember((kind, namespace, name), applied)
+            if kind == NAD_KIND:
+                self._nad_epoch_seen[key] = epoch
+            if kind == "Deployment":
+                deployment = applied
+            log.info("applied %s %s/%s", kind, namespace, name)
+        return deployment, errors
+
+    def _nudge_pods(self, namespace: str, pods: Iterable[Mapping[str, Any]], children: Children) -> None:
+        """Make the kubelet refresh the mounted agent config now (see render.AGENT_CONFIG_HASH_ANNOTATION).
+
+        Only scheduled pods of the current template: an unscheduled pod mounts the newest config anyway.
+        """
+        want = children.agent_config_hash
+        for pod in pods:
+            meta = pod.get("metadata") or {}
+            annotations = meta.get("annotations") or {}
+            if (meta.get("deletionTimestamp") or not (pod.get("spec") or {}).get("nodeName")
+                    or annotations.get(CONFIG_HASH_ANNOTATION) != children.config_hash
+                    or annotations.get(AGENT_CONFIG_HASH_ANNOTATION) == want):
+                continue
+            try:
+                self.kube.annotate_pod(namespace, meta["name"], {AGENT_CONFIG_HASH_ANNOTATION: want})
+            except Exception as exc:  # noqa: BLE001 (the kubelet's periodic sync catches up anyway)
+                log.warning("cannot annotate pod %s/%s: %s", namespace, meta.get("name"), error_message(exc))
+
+    # -- bookkeeping --------------------------------------------------------------------------
+    def forget(self, namespace: str, name: str) -> None:
+        self.recent.forget_router(namespace, name)
+        with self._lock:
+            self._nad_epoch_seen.pop((namespace, name), None)
+            old = self._conditions.pop((namespace, name), None)
+        for type_, status in (old or {}).items():
+            metrics.CONDITIONS.labels(kind=KIND, type=type_, status=status).dec()
+
+    def _count_conditions(self, key: tuple[str, str], conditions: list[dict[str, Any]]) -> None:
+        new = {c["type"]: c["status"] for c in conditions}
+        with self._lock:
+            old = self._conditions.get(key) or {}
+            self._conditions[key] = new
+        for type_, status in old.items():
+            if new.get(type_) != status:
+                metrics.CONDITIONS.labels(kind=KIND, type=type_, status=status).dec()
+        for type_, status in new.items():
+            if old.get(type_) != status:
+                metrics.CONDITIONS.labels(kind=KIND, type=type_, status=status).inc()
+
+
+def _summary(router: EgressRouter) -> str:
+    spec = router.spec
+    rules = len(spec.redirect_rules)
+    parts = [f"{rules} redirect rule{'s' if rules != 1 else ''}"] if rules else []
+    if spec.fallback_ip:
+        parts.append(f"fallback {spec.fallback_ip}")
+    return f"redirecting {' and '.join(parts)} from {', '.join(a.ip for a in spec.addresses)}"
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

@@ -1,0 +1,299 @@
+"""Pure rendering of an EgressRouter's children (DESIGN.md section 3).
+
+For a router `<name>` in `<ns>`, four objects named `<name>`, each controlled by the router:
+- NetworkAttachmentDefinition: macvlan + static IPAM with every address, then tuning (forwarding
+  sysctls in the pod's namespace, so the agent needs no privileged container);
+- ConfigMap: the agent configuration (the router's spec as JSON). It is mounted as a directory
+  (never subPath), so the kubelet refreshes it and the agent hot-reloads rule changes without a
+  restart;
+- Deployment: one `netshift agent` pod, `Recreate`, attached to the NAD as `net1`. The pod template
+  carries `netshift.io/config-hash` over everything that needs a new pod (the NAD config and the
+  template itself): address or interface changes roll the pod, rule-only changes do not;
+- Service: one port per (port, protocol) of the rules, or headless without ports when only a
+  fallbackIP is set (any port of the pod IP is redirected).
+
+The builders return plain dicts ready for server-side apply; no defaults the API server fills in are
+rendered, so "rendered ⊆ observed" holds on an unchanged cluster (see `reconcile.contains`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from typing import Any
+
+from netshift.models.egressrouter import API_VERSION, KIND, EgressRouter
+
+NAD_API_VERSION = "k8s.cni.cncf.io/v1"
+NAD_KIND = "NetworkAttachmentDefinition"
+NETWORKS_ANNOTATION = "k8s.v1.cni.cncf.io/networks"
+CONFIG_HASH_ANNOTATION = "netshift.io/config-hash"
+# Set by the operator on the running pod (not the template) when the agent config changes: a pod
+# update makes the kubelet sync the pod at once, refreshing the mounted ConfigMap within seconds
+# instead of at its next periodic sync (up to a minute or more).
+AGENT_CONFIG_HASH_ANNOTATION = "netshift.io/agent-config-hash"
+
+EGRESS_INTERFACE = "net1"
+POD_INTERFACE = "eth0"
+CONTAINER_NAME = "agent"
+CONFIG_DIR = "/etc/netshift"
+CONFIG_KEY = "egressrouter.json"
+# Agent endpoints: `netshift agent --health-port/--metrics-port` (operator/netshift/agent_cli.py).
+AGENT_HEALTH_PORT = 9180
+AGENT_METRICS_PORT = 9181
+CNI_VERSION = "0.4.0"  # understood by every CNI plugin release since 0.8 and by Multus 3/4
+
+MANAGED_BY = {"app.kubernetes.io/managed-by": "netshift"}
+
+
+@dataclasses.dataclass(frozen=True)
+class RenderSettings:
+    """The operator configuration that rendering depends on."""
+
+    agent_image: str = "netshift:0.1.0"
+    agent_image_pull_policy: str = "IfNotPresent"
+    default_macvlan_master: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Children:
+    network_attachment_definition: dict[str, Any]
+    config_map: dict[str, Any]
+    deployment: dict[str, Any]
+    service: dict[str, Any]
+
+    def items(self) -> list[tuple[str, dict[str, Any]]]:
+        """(kind, object) in apply order: the NAD and ConfigMap before the pod that needs them."""
+        return [
+            (NAD_KIND, self.network_attachment_definition),
+            ("ConfigMap", self.config_map),
+            ("Deployment", self.deployment),
+            ("Service", self.service),
+        ]
+
+    @property
+    def config_hash(self) -> str:
+        return self.deployment["spec"]["template"]["metadata"]["annotations"][CONFIG_HASH_ANNOTATION]
+
+    @property
+    def agent_config_hash(self) -> str:
+        return digest(self.config_map["data"])
+
+
+def labels(name: str) -> dict[str, str]:
+    """Labels of every child: the recommended app.kubernetes.io set."""
+    return {
+        "app.kubernetes.io/name": "egress-router",
+        "app.kubernetes.io/instance": name,
+        **MANAGED_BY,
+    }
+
+
+def selector(name: str) -> dict[str, str]:
+    return {"app.kubernetes.io/name": "egress-router", "app.kubernetes.io/instance": name}
+
+
+def pod_labels(name: str) -> dict[str, str]:
+    # `app: egress-router-cni` is what OpenShift's pods carry; hand-written Services keep working.
+    return {**labels(name), "app": "egress-router-cni"}
+
+
+def digest(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _meta(router: EgressRouter) -> dict[str, Any]:
+    return {
+        "name": router.name,
+        "namespace": router.namespace,
+        "labels": labels(router.name),
+        "ownerReferences": [{
+            "apiVersion": API_VERSION,
+            "kind": KIND,
+            "name": router.name,
+            "uid": router.metadata.uid,
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }],
+    }
+
+
+def cni_config(router: EgressRouter, settings: RenderSettings) -> dict[str, Any]:
+    """The NAD's CNI conflist (as a dict; the NAD carries it as a JSON string)."""
+    spec = router.spec
+    macvlan: dict[str, Any] = {"type": "macvlan", "mode": spec.macvlan.effective_mode.lower()}
+    master = spec.macvlan.master or settings.default_macvlan_master
+    if master:  # omitted: the plugin uses the node's default-route interface
+        macvlan["master"] = master
+    addresses = []
+    for addr in spec.addresses:
+        entry = {"address": addr.ip.strip()}
+        if addr.gateway:
+            entry["gateway"] = addr.gateway.strip()
+        addresses.append(entry)
+    # No `routes`: the pod keeps its default route on eth0 (replies to clients and Services stay on
+    # the pod network); the agent adds host routes to the destinations via the gateway on net1.
+    macvlan["ipam"] = {"type": "static", "addresses": addresses}
+    sysctl = {"net.ipv4.ip_forward": "1"}
+    if any(":" in a.ip for a in spec.addresses):
+        # Only with an IPv6 address: the key does not exist where IPv6 is disabled, and tuning fails.
+        sysctl["net.ipv6.conf.all.forwarding"] = "1"
+    return {
+        "cniVersion": CNI_VERSION,
+        "name": router.name,
+        "plugins": [macvlan, {"type": "tuning", "sysctl": sysctl}],
+    }
+
+
+def build_network_attachment_definition(router: EgressRouter, settings: RenderSettings) -> dict[str, Any]:
+    config = json.dumps(cni_config(router, settings), sort_keys=True, separators=(",", ":"))
+    return {
+        "apiVersion": NAD_API_VERSION,
+        "kind": NAD_KIND,
+        "metadata": _meta(router),
+        "spec": {"config": config},
+    }
+
+
+def build_agent_config(router: EgressRouter) -> dict[str, Any]:
+    """The ConfigMap the agent reads: the whole router (name, namespace, spec) as JSON."""
+    document = {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "metadata": {"name": router.name, "namespace": router.namespace},
+        "spec": router.spec.to_dict(),
+    }
+    text = json.dumps(document, sort_keys=True, indent=2) + "\n"
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _meta(router),
+        "data": {CONFIG_KEY: text},
+    }
+
+
+def build_deployment(router: EgressRouter, settings: RenderSettings,
+                     nad: dict[str, Any] | None = None) -> dict[str, Any]:
+    name = router.name
+    nad = nad or build_network_attachment_definition(router, settings)
+    networks = json.dumps([{"name": name, "namespace": router.namespace, "interface": EGRESS_INTERFACE}],
+                          separators=(",", ":"))
+    container = {
+        "name": CONTAINER_NAME,
+        "image": settings.agent_image,
+        "imagePullPolicy": settings.agent_image_pull_policy,
+        "command": ["netshift", "agent"],
+        "args": [
+            "--config", f"{CONFIG_DIR}/{CONFIG_KEY}",
+            "--pod-interface", POD_INTERFACE,
+            "--egress-interface", EGRESS_INTERFACE,
+            "--health-port", str(AGENT_HEALTH_PORT),
+            "--metrics-port", str(AGENT_METRICS_PORT),
+        ],
+        "ports": [
+            {"name": "health", "containerPort": AGENT_HEALTH_PORT, "protocol": "TCP"},
+            {"name": "metrics", "containerPort": AGENT_METRICS_PORT, "protocol": "TCP"},
+        ],
+        # Ready = the agent installed the rules of its current config.
+        "readinessProbe": {
+            "httpGet": {"path": "/readyz", "port": "health"},
+            "periodSeconds": 5,
+            "failureThreshold": 2,
+        },
+        "livenessProbe": {
+            "httpGet": {"path": "/healthz", "port": "health"},
+            "periodSeconds": 10,
+            "failureThreshold": 3,
+        },
+        "resources": {
+            "requests": {"cpu": "10m", "memory": "48Mi"},
+            "limits": {"memory": "256Mi"},
+        },
+        "securityContext": {
+            # Root inside the pod's own network namespace, but with NET_ADMIN only (nftables and
+            # routes); no privilege escalation, nothing writable but /tmp.
+            "runAsUser": 0,
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"], "add": ["NET_ADMIN"]},
+        },
+        "volumeMounts": [
+            {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ],
+    }
+    pod_spec = {
+        "automountServiceAccountToken": False,  # the agent never talks to the API server
+        "enableServiceLinks": False,
+        "terminationGracePeriodSeconds": 10,
+        "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
+        "containers": [container],
+        "volumes": [
+            {"name": "config", "configMap": {"name": name}},
+            {"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}},
+        ],
+    }
+    template = {
+        "metadata": {
+            "labels": pod_labels(name),
+            "annotations": {NETWORKS_ANNOTATION: networks},
+        },
+        "spec": pod_spec,
+    }
+    # Everything that needs a new pod: the interface (NAD config) and the template itself.
+    template["metadata"]["annotations"][CONFIG_HASH_ANNOTATION] = digest(
+        {"nad": nad["spec"]["config"], "template": template})
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _meta(router),
+        "spec": {
+            "replicas": 1,
+            # Never two pods with one address: the old pod is gone before the new one starts.
+            "strategy": {"type": "Recreate"},
+            "revisionHistoryLimit": 2,
+            "selector": {"matchLabels": selector(name)},
+            "template": template,
+        },
+    }
+
+
+def service_ports(router: EgressRouter) -> list[dict[str, Any]]:
+    """One port per (port, protocol) of the rules, in rule order (IPv4 and IPv6 rules may share one)."""
+    ports: dict[tuple[int, str], dict[str, Any]] = {}
+    for rule in router.spec.redirect_rules:
+        proto = rule.protocol.upper()
+        ports.setdefault((rule.port, proto), {
+            "name": f"{proto.lower()}-{rule.port}",
+            "port": rule.port,
+            "protocol": proto,
+            "targetPort": rule.port,  # the agent DNATs on the router's port to destination:targetPort
+        })
+    return list(ports.values())
+
+
+def build_service(router: EgressRouter) -> dict[str, Any]:
+    ports = service_ports(router)
+    spec: dict[str, Any] = {"selector": selector(router.name)}
+    if ports:
+        spec["type"] = "ClusterIP"
+        spec["ports"] = ports
+    else:
+        # Fallback only: every port is redirected, so a headless Service (DNS gives the pod IP).
+        spec["clusterIP"] = "None"
+    return {"apiVersion": "v1", "kind": "Service", "metadata": _meta(router), "spec": spec}
+
+
+def is_headless(service: dict[str, Any]) -> bool:
+    return (service.get("spec") or {}).get("clusterIP") == "None"
+
+
+def render(router: EgressRouter, settings: RenderSettings) -> Children:
+    nad = build_network_attachment_definition(router, settings)
+    return Children(
+        network_attachment_definition=nad,
+        config_map=build_agent_config(router),
+        deployment=build_deployment(router, settings, nad),
+        service=build_service(router),
+    )

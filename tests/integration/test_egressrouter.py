@@ -1,0 +1,361 @@
+"""The EgressRouter controller against the real control plane, with `netshift operator` as a process.
+
+The local control plane has no node yet: pods stay Pending/unschedulable, which the conditions must
+say. Garbage collection (kube-controller-manager) removes children when a router is deleted.
+"""
+from __future__ import annotations
+
+import json
+import pathlib
+import re
+import time
+import urllib.request
+from typing import Any, Callable
+
+import pytest
+
+from tests.conftest import start_operator, stop_operator
+
+MANIFESTS = pathlib.Path(__file__).parent / "manifests"
+NAD_CRD = MANIFESTS / "nad-crd.yaml"
+NAD_CRD_NAME = "network-attachment-definitions.k8s.cni.cncf.io"
+HASH = "netshift.io/config-hash"
+KINDS = {"NetworkAttachmentDefinition": "network-attachment-definitions.k8s.cni.cncf.io",
+         "ConfigMap": "configmaps", "Deployment": "deployments.apps", "Service": "services"}
+
+SPEC: dict[str, Any] = {
+    "mode": "Redirect",
+    "networkInterface": {"macvlan": {"mode": "Bridge", "master": "nsext0"}},
+    "addresses": [{"ip": "192.168.12.99/24", "gateway": "192.168.12.1"}],
+    "redirect": {
+        "redirectRules": [
+            {"destinationIP": "10.0.0.99", "port": 80, "protocol": "TCP"},
+            {"destinationIP": "203.0.113.25", "port": 8080, "protocol": "TCP", "targetPort": 80},
+        ],
+        "fallbackIP": "192.168.12.50",
+    },
+}
+
+
+def wait_for(what: str, fn: Callable[[], Any], timeout: float = 30.0, interval: float = 0.3) -> Any:
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = fn()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+def get(cluster, kind: str, ns: str, name: str) -> dict | None:
+    out = cluster.kubectl("get", KINDS.get(kind, kind), name, "-n", ns, "-o", "json",
+                          "--ignore-not-found").stdout
+    return json.loads(out) if out.strip() else None
+
+
+def apply_router(cluster, ns: str, name: str, spec: dict) -> None:
+    obj = {"apiVersion": "network.operator.openshift.io/v1", "kind": "EgressRouter",
+           "metadata": {"name": name, "namespace": ns}, "spec": spec}
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(obj))
+
+
+def conditions(cluster, ns: str, name: str) -> dict[str, dict]:
+    obj = get(cluster, "egressrouters.network.operator.openshift.io", ns, name) or {}
+    return {c["type"]: c for c in (obj.get("status") or {}).get("conditions") or []}
+
+
+def children_exist(cluster, ns: str, name: str) -> bool:
+    return all(get(cluster, kind, ns, name) for kind in KINDS)
+
+
+def no_nodes(cluster) -> bool:
+    return not json.loads(cluster.kubectl("get", "nodes", "-o", "json").stdout)["items"]
+
+
+def metric_sum(url: str, name: str, match: Callable[[str], bool] = lambda labels: True) -> float:
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        text = resp.read().decode()
+    total = 0.0
+    for line in text.splitlines():
+        m = re.match(rf"^{name}\{{(.*)\}} (\S+)$", line)
+        if m and match(m.group(1)):
+            total += float(m.group(2))
+    return total
+
+
+def operator_writes(op) -> float:
+    return metric_sum(op.metrics_url, "netshift_api_requests_total",
+                      lambda labels: 'controller="EgressRouter"' in labels and 'verb="GET"' not in labels)
+
+
+@pytest.fixture(scope="module")
+def nad_crd(cluster):
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(NAD_CRD))
+    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(NAD_CRD))
+    return NAD_CRD
+
+
+@pytest.fixture
+def er_operator(cluster, nad_crd, tmp_path, namespace, request):
+    """The operator restricted to the test namespace (other tests' routers are not its business)."""
+    op = start_operator(cluster, tmp_path, "--namespace", namespace, env={"NETSHIFT_RESYNC_SECONDS": "3"})
+    yield op
+    stop_operator(op)
+    rep = getattr(request.node, "rep_call", None)
+    if rep is not None and rep.failed:
+        print(f"--- operator log ---\n{op.logs()[-8000:]}")
+
+
+def test_create_renders_children_and_honest_conditions(cluster, namespace, er_operator):
+    apply_router(cluster, namespace, "egress", SPEC)
+    wait_for("children", lambda: children_exist(cluster, namespace, "egress"))
+    router = get(cluster, "egressrouters.network.operator.openshift.io", namespace, "egress")
+    for kind in KINDS:
+        obj = get(cluster, kind, namespace, "egress")
+        (owner,) = obj["metadata"]["ownerReferences"]
+        assert owner["uid"] == router["metadata"]["uid"] and owner["controller"] is True
+        assert obj["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "netshift"
+    svc = get(cluster, "Service", namespace, "egress")
+    assert [(p["name"], p["port"]) for p in svc["spec"]["ports"]] == [("tcp-80", 80), ("tcp-8080", 8080)]
+    dep = get(cluster, "Deployment", namespace, "egress")
+    assert dep["spec"]["strategy"]["type"] == "Recreate"
+    nad = json.loads(get(cluster, "NetworkAttachmentDefinition", namespace, "egress")["spec"]["config"])
+    assert nad["plugins"][0]["master"] == "nsext0"
+
+    conds = wait_for("conditions", lambda: (c := conditions(cluster, namespace, "egress"))
+                     and {"Available", "Progressing", "Degraded"} <= set(c) and c)
+    assert all(c["observedGeneration"] == 1 for c in conds.values())
+    if no_nodes(cluster):
+        conds = wait_for("PodUnschedulable", lambda: (c := conditions(cluster, namespace, "egress"))
+                         and c["Available"]["reason"] == "PodUnschedulable" and c)
+        assert conds["Available"]["status"] == "False"
+        assert conds["Progressing"]["status"] == "True"
+        assert conds["Degraded"]["status"] == "False"
+        assert "no nodes available" in conds["Available"]["message"]
+
+
+def test_rule_only_update_reaches_config_without_rolling(cluster, namespace, er_operator):
+    apply_router(cluster, namespace, "egress", SPEC)
+    wait_for("children", lambda: children_exist(cluster, namespace, "egress"))
+    dep = get(cluster, "Deployment", namespace, "egress")
+    before = dep["spec"]["template"]["metadata"]["annotations"][HASH]
+    spec = json.loads(json.dumps(SPEC))
+    spec["redirect"]["redirectRules"].append({"destinationIP": "10.0.0.7", "port": 443, "protocol": "TCP"})
+    apply_router(cluster, namespace, "egress", spec)
+
+    def config_updated():
+        cm = get(cluster, "ConfigMap", namespace, "egress")
+        return "10.0.0.7" in cm["data"]["egressrouter.json"]
+    wait_for("new rule in the ConfigMap", config_updated, timeout=10)
+    wait_for("Service port 443", lambda: any(p["port"] == 443 for p in
+                                             get(cluster, "Service", namespace, "egress")["spec"]["ports"]))
+    after = get(cluster, "Deployment", namespace, "egress")
+    assert after["spec"]["template"]["metadata"]["annotations"][HASH] == before
+    assert after["metadata"]["generation"] == dep["metadata"]["generation"]
+    wait_for("observedGeneration 2", lambda: all(c["observedGeneration"] == 2 for c in
+                                                 conditions(cluster, namespace, "egress").values()))
+
+
+def test_address_update_rolls_the_pod(cluster, namespace, er_operator):
+    apply_router(cluster, namespace, "egress", SPEC)
+    wait_for("children", lambda: children_exist(cluster, namespace, "egress"))
+    before = get(cluster, "Deployment", namespace, "egress")["spec"]["template"]["metadata"]["annotations"][HASH]
+    spec = {**SPEC, "addresses": [{"ip": "192.168.12.98/24", "gateway": "192.168.12.1"},
+                                  {"ip": "192.168.12.97/24"}]}
+    apply_router(cluster, namespace, "egress", spec)
+    wait_for("new hash", lambda: get(cluster, "Deployment", namespace, "egress")["spec"]["template"]
+             ["metadata"]["annotations"][HASH] != before, timeout=10)
+    nad = json.loads(get(cluster, "NetworkAttachmentDefinition", namespace, "egress")["spec"]["config"])
+    assert [a["address"] for a in nad["plugins"][0]["ipam"]["addresses"]] == ["192.168.12.98/24", "192.168.12.97/24"]
+
+
+def test_delete_garbage_collects_children(cluster, namespace, er_operator):
+    apply_router(cluster, namespace, "egress", SPEC)
+    wait_for("children", lambda: children_exist(cluster, namespace, "egress"))
+    cluster.kubectl("delete", "egressrouter", "egress", "-n", namespace, "--wait=true")
+    wait_for("children gone", lambda: not any(get(cluster, k, namespace, "egress") for k in KINDS), timeout=60)
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_deleted_child_is_recreated_within_seconds(cluster, namespace, er_operator, kind):
+    apply_router(cluster, namespace, "egress", SPEC)
+    wait_for("children", lambda: children_exist(cluster, namespace, "egress"))
+    uid = get(cluster, kind, namespace, "egress")["metadata"]["uid"]
+    started = time.monotonic()
+    cluster.kubectl("delete", KINDS[kind], "egress", "-n", namespace, "--wait=true")
+    wait_for(f"{kind} recreated", lambda: (o := get(cluster, kind, namespace, "egress"))
+             and o["metadata"]["uid"] != uid, timeout=15)
+    assert time.monotonic() - started < 15
+
+
+EDITS = {
+    "ConfigMap": ('{"data":{"egressrouter.json":"{}"}}',
+                  lambda o: "10.0.0.99" in o["data"]["egressrouter.json"]),
+    "Service": ('{"spec":{"ports":[{"name":"tcp-80","port":80,"protocol":"TCP","targetPort":9999}]}}',
+                lambda o: o["spec"]["ports"][0]["targetPort"] == 80),
+    "Deployment": ('{"metadata":{"labels":{"app.kubernetes.io/managed-by":null}},"spec":{"replicas":3}}',
+                   lambda o: o["spec"]["replicas"] == 1
+                   and o["metadata"]["labels"].get("app.kubernetes.io/managed-by") == "netshift"),
+    "NetworkAttachmentDefinition": ('{"spec":{"config":"{}"}}', lambda o: "macvlan" in o["spec"]["config"]),
+}
+
+
+@pytest.mark.parametrize("kind", list(EDITS))
+def test_edited_child_is_repaired_within_seconds(cluster, namespace, er_operator, kind):
+    apply_router(cluster, namespace, "egress", SPEC)
+    wait_for("children", lambda: children_exist(cluster, namespace, "egress"))
+    patch, repaired = EDITS[kind]
+    cluster.kubectl("patch", KINDS[kind], "egress", "-n", namespace, "--type", "merge", "-p", patch)
+    wait_for(f"{kind} repaired", lambda: repaired(get(cluster, kind, namespace, "egress")), timeout=10)
+
+
+def test_two_routers_in_one_namespace(cluster, namespace, er_operator):
+    apply_router(cluster, namespace, "one", SPEC)
+    apply_router(cluster, namespace, "two", {**SPEC, "addresses": [{"ip": "192.168.12.98/24",
+                                                                     "gateway": "192.168.12.1"}]})
+    for name in ("one", "two"):
+        wait_for(f"children of {name}", lambda: children_exist(cluster, namespace, name))
+    one, two = (get(cluster, "Service", namespace, n) for n in ("one", "two"))
+    assert one["spec"]["selector"] != two["spec"]["selector"]
+    d1, d2 = (get(cluster, "Deployment", namespace, n) for n in ("one", "two"))
+    assert d1["spec"]["selector"] != d2["spec"]["selector"]
+
+
+def test_invalid_spec_is_degraded_names_the_field_and_applies_nothing(cluster, namespace, er_operator):
+    spec = {**SPEC, "addresses": [{"ip": "10.0.0.5", "gateway": "10.0.0.1"}]}
+    apply_router(cluster, namespace, "bad", spec)
+    conds = wait_for("Degraded", lambda: (c := conditions(cluster, namespace, "bad")) and "Degraded" in c and c)
+    assert conds["Degraded"]["status"] == "True"
+    assert conds["Degraded"]["reason"] == "InvalidAddress"
+    assert conds["Degraded"]["message"].startswith('spec.addresses[0].ip: "10.0.0.5" is not a CIDR')
+    assert conds["Available"]["status"] == "False"
+    time.sleep(2)
+    assert not any(get(cluster, k, namespace, "bad") for k in KINDS)
+    events = cluster.kubectl_json("get", "events", "-n", namespace,
+                                  "--field-selector", "involvedObject.name=bad,reason=InvalidAddress")
+    assert events["items"] and events["items"][0]["type"] == "Warning"
+
+    apply_router(cluster, namespace, "bad", SPEC)  # fixed
+    wait_for("children after the fix", lambda: children_exist(cluster, namespace, "bad"))
+    # (with a node, the pod may then fail for other reasons: no Multus master "nsext0" here)
+    wait_for("spec problem cleared", lambda: conditions(cluster, namespace, "bad")["Degraded"]["reason"]
+             != "InvalidAddress")
+
+
+def test_idle_operator_makes_zero_writes(cluster, namespace, er_operator):
+    # No pods (the node, when there is one, would run them through image/sandbox retries, which are
+    # real changes); the routers settle on PodCreateFailed.
+    cluster.kubectl("create", "quota", "no-pods", "--hard=pods=0", "-n", namespace)
+    for name in ("idle-a", "idle-b"):
+        apply_router(cluster, namespace, name, SPEC)
+    for name in ("idle-a", "idle-b"):
+        wait_for("PodCreateFailed", lambda: conditions(cluster, namespace, name).get("Degraded", {})
+                 .get("reason") == "PodCreateFailed")
+    time.sleep(5)  # let replica set events settle
+    before = operator_writes(er_operator)
+    reconciles = metric_sum(er_operator.metrics_url, "netshift_reconcile_total")
+    time.sleep(10)  # three resyncs (NETSHIFT_RESYNC_SECONDS=3)
+    assert metric_sum(er_operator.metrics_url, "netshift_reconcile_total") > reconciles  # it did run
+    assert operator_writes(er_operator) == before
+
+
+def test_metrics_by_condition(cluster, namespace, er_operator):
+    apply_router(cluster, namespace, "egress", SPEC)
+    wait_for("conditions", lambda: "Degraded" in conditions(cluster, namespace, "egress"))
+    assert metric_sum(er_operator.metrics_url, "netshift_objects_by_condition",
+                      lambda labels: 'kind="EgressRouter"' in labels and 'type="Degraded"' in labels) >= 1
+    assert metric_sum(er_operator.metrics_url, "netshift_reconcile_total",
+                      lambda labels: 'kind="EgressRouter"' in labels) >= 1
+
+
+def test_nad_crd_absent_then_present(cluster, namespace, tmp_path, nad_crd, request):
+    crd = json.loads(cluster.kubectl("get", "crd", NAD_CRD_NAME, "-o", "json", "--ignore-not-found").stdout or "{}")
+    if crd and (crd["metadata"].get("labels") or {}).get("netshift.io/test-manifest") != "true":
+        pytest.skip("a real Multus CRD is installed; not removing it")  # never on the test clusters
+    cluster.kubectl("delete", "crd", NAD_CRD_NAME, "--wait=true", "--ignore-not-found")
+    wait_for("NADs not served", lambda: cluster.kubectl("api-resources", "--api-group=k8s.cni.cncf.io",
+                                                        "-o", "name").stdout.strip() == "", timeout=30)
+    op = start_operator(cluster, tmp_path, "--namespace", namespace)
+    try:
+        apply_router(cluster, namespace, "egress", SPEC)
+        conds = wait_for("Degraded NetworkAttachmentDefinitionsNotServed",
+                         lambda: (c := conditions(cluster, namespace, "egress")) and "Degraded" in c
+                         and c["Degraded"]["reason"] == "NetworkAttachmentDefinitionsNotServed" and c)
+        assert conds["Degraded"]["status"] == "True"
+        assert "Multus" in conds["Degraded"]["message"]
+        assert get(cluster, "Deployment", namespace, "egress") is None
+
+        cluster.kubectl("apply", "--server-side", "-f", str(NAD_CRD))
+        wait_for("children after Multus appeared", lambda: children_exist(cluster, namespace, "egress"), timeout=60)
+        wait_for("NotServed cleared", lambda: conditions(cluster, namespace, "egress")["Degraded"]["reason"]
+                 != "NetworkAttachmentDefinitionsNotServed", timeout=30)
+    finally:
+        cluster.kubectl("apply", "--server-side", "-f", str(NAD_CRD))
+        stop_operator(op)
+        rep = getattr(request.node, "rep_call", None)
+        if rep is not None and rep.failed:
+            print(f"--- operator log ---\n{op.logs()[-8000:]}")
+
+
+def test_operator_works_with_only_its_rbac(cluster, namespace, nad_crd, tmp_path, request):
+    """The operator as its ServiceAccount, with exactly manifests/rbac-*.yaml: no Forbidden anywhere."""
+    import yaml
+
+    root = pathlib.Path(__file__).resolve().parents[2]
+    roles = []
+    for path in [root / "manifests" / "netshift.yaml"]:  # rendered from the Helm chart
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc and doc.get("kind") == "ClusterRole":
+                roles.append(doc["metadata"]["name"])
+                cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", input=json.dumps(doc))
+    assert "netshift-egressrouter" in roles
+    sa = "netshift-operator"
+    cluster.kubectl("create", "serviceaccount", sa, "-n", namespace)
+    bindings = [f"{namespace}-{role}"[:63] for role in roles]
+    for binding, role in zip(bindings, roles):
+        cluster.kubectl("create", "clusterrolebinding", binding, f"--clusterrole={role}",
+                        f"--serviceaccount={namespace}:{sa}")
+    try:
+        token = cluster.kubectl("create", "token", sa, "-n", namespace, "--duration=1h").stdout.strip()
+        admin = yaml.safe_load(pathlib.Path(cluster.kubeconfig).read_text())
+        kc = {
+            "apiVersion": "v1", "kind": "Config", "current-context": "sa",
+            "clusters": [{"name": "c", "cluster": admin["clusters"][0]["cluster"]}],
+            "users": [{"name": sa, "user": {"token": token}}],
+            "contexts": [{"name": "sa", "context": {"cluster": "c", "user": sa}}],
+        }
+        kc_path = tmp_path / "sa.kubeconfig"
+        kc_path.write_text(json.dumps(kc))
+        # cluster-wide, as installed by default (a namespaced kopf also lists namespaces, which the
+        # chart grants only when it is configured to watch some namespaces)
+        op = start_operator(cluster, tmp_path, env={"KUBECONFIG": str(kc_path)})
+        try:
+            apply_router(cluster, namespace, "egress", SPEC)
+            wait_for("children", lambda: children_exist(cluster, namespace, "egress"))
+            wait_for("conditions", lambda: "Degraded" in conditions(cluster, namespace, "egress"))
+            cluster.kubectl("delete", "service", "egress", "-n", namespace)
+            wait_for("Service recreated", lambda: get(cluster, "Service", namespace, "egress"), timeout=15)
+            spec = {**SPEC, "redirect": {"fallbackIP": "192.168.12.50"}}  # headless: delete + apply
+            apply_router(cluster, namespace, "egress", spec)
+            wait_for("headless Service", lambda: (s := get(cluster, "Service", namespace, "egress"))
+                     and s["spec"].get("clusterIP") == "None", timeout=15)
+            cluster.kubectl("apply", "-f", "-", input=json.dumps({
+                "apiVersion": "network.operator.openshift.io/v1", "kind": "EgressRouter",
+                "metadata": {"name": "bad", "namespace": namespace},
+                "spec": {**SPEC, "addresses": []}}))
+            wait_for("Degraded event", lambda: cluster.kubectl_json(
+                "get", "events", "-n", namespace, "--field-selector", "involvedObject.name=bad")["items"])
+            time.sleep(2)
+            # RBAC denials read "User ... cannot <verb> resource ..." (other 403s, such as a
+            # terminating namespace of another test, are not about our permissions)
+            denied = [line for line in op.logs().splitlines() if re.search(r"cannot \w+ resource", line)]
+            assert not denied, "\n".join(denied[:5])
+        finally:
+            stop_operator(op)
+            rep = getattr(request.node, "rep_call", None)
+            if rep is not None and rep.failed:
+                print(f"--- operator log ---\n{op.logs()[-8000:]}")
+    finally:
+        for binding in bindings:
+            cluster.kubectl("delete", "clusterrolebinding", binding, "--ignore-not-found", check=False)

@@ -1,0 +1,175 @@
+"""The reconcile against a fake API (an in-memory cache and a recording client): what it writes."""
+import asyncio
+import copy
+
+from netshift.egressrouter.queue import WorkQueue
+from netshift.egressrouter.reconcile import Reconciler, contains
+from netshift.egressrouter.render import RenderSettings
+
+from ._egressrouter_fixtures import router_obj
+
+
+class FakeCache:
+    def __init__(self, router):
+        self.routers = {("ns", "egress"): router}
+        self.children = {}
+        self.pod_list = []
+
+    def router(self, ns, name):
+        return self.routers.get((ns, name))
+
+    def child(self, kind, ns, name):
+        return self.children.get((kind, ns, name))
+
+    def pods(self, ns, name):
+        return self.pod_list
+
+
+class FakeKube:
+    """Records writes; 'the watch' copies applied objects into the cache (plus server defaults)."""
+
+    def __init__(self, cache):
+        self.cache = cache
+        self.writes = []
+        self.rv = 100
+
+    def _stamp(self, obj):
+        self.rv += 1
+        obj = copy.deepcopy(obj)
+        obj["metadata"]["resourceVersion"] = str(self.rv)
+        return obj
+
+    def apply(self, kind, obj):
+        self.writes.append(("apply", kind))
+        stored = self._stamp(obj)
+        stored.setdefault("spec", {})
+        if kind == "Deployment":  # a few server-side defaults
+            stored["spec"]["progressDeadlineSeconds"] = 600
+            stored["spec"]["template"]["spec"]["dnsPolicy"] = "ClusterFirst"
+        self.cache.children[(kind, "ns", "egress")] = stored
+        return stored
+
+    def delete(self, kind, ns, name):
+        self.writes.append(("delete", kind))
+        self.cache.children.pop((kind, ns, name), None)
+
+    def patch_status(self, ns, name, status):
+        self.writes.append(("status", None))
+        body = self._stamp(self.cache.routers[(ns, name)])
+        body["status"] = status
+        self.cache.routers[(ns, name)] = body
+        return body
+
+    def pod_events(self, *_):
+        return []
+
+    def annotate_pod(self, *_):
+        self.writes.append(("annotate", "Pod"))
+
+    def post_event(self, *_, **__):
+        self.writes.append(("event", None))
+
+
+def make(served=True, **changes):
+    cache = FakeCache(router_obj(**changes))
+    kube = FakeKube(cache)
+    return cache, kube, Reconciler(kube, cache, RenderSettings(), nad_served=lambda: served)
+
+
+def test_first_pass_applies_everything_then_nothing():
+    cache, kube, rec = make()
+    rec.reconcile("ns", "egress")
+    assert [w for w in kube.writes if w[0] == "apply"] == [
+        ("apply", "NetworkAttachmentDefinition"), ("apply", "ConfigMap"), ("apply", "Deployment"),
+        ("apply", "Service")]
+    assert ("status", None) in kube.writes
+    kube.writes.clear()
+    for _ in range(3):
+        rec.reconcile("ns", "egress")
+    assert kube.writes == []  # idle: zero writes
+
+
+def test_drift_is_repaired():
+    cache, kube, rec = make()
+    rec.reconcile("ns", "egress")
+    kube.writes.clear()
+    del cache.children[("Service", "ns", "egress")]
+    cache.children[("ConfigMap", "ns", "egress")]["data"] = {"egressrouter.json": "{}"}
+    rec.recent = type(rec.recent)()  # the watch delivered the edits
+    rec.reconcile("ns", "egress")
+    assert sorted(w[1] for w in kube.writes if w[0] == "apply") == ["ConfigMap", "Service"]
+
+
+def test_rule_change_reapplies_config_and_service_not_deployment():
+    cache, kube, rec = make()
+    rec.reconcile("ns", "egress")
+    kube.writes.clear()
+    body = cache.routers[("ns", "egress")]
+    body["spec"]["redirect"]["redirectRules"].append({"destinationIP": "10.0.0.7", "port": 443, "protocol": "TCP"})
+    body["metadata"]["generation"] = 2
+    rec.reconcile("ns", "egress")
+    assert sorted(w[1] for w in kube.writes if w[0] == "apply") == ["ConfigMap", "Service"]
+
+
+def test_headless_switch_recreates_the_service():
+    cache, kube, rec = make(redirect={"fallbackIP": "192.168.12.50"})
+    rec.reconcile("ns", "egress")
+    kube.writes.clear()
+    cache.routers[("ns", "egress")]["spec"]["redirect"] = {
+        "redirectRules": [{"destinationIP": "10.0.0.7", "port": 443, "protocol": "TCP"}]}
+    rec.reconcile("ns", "egress")
+    assert ("delete", "Service") in kube.writes and ("apply", "Service") in kube.writes
+
+
+def test_invalid_spec_applies_nothing_and_reports():
+    cache, kube, rec = make(addresses=[{"ip": "10.0.0.5"}])
+    rec.reconcile("ns", "egress")
+    assert [w for w in kube.writes if w[0] == "apply"] == []
+    status = cache.routers[("ns", "egress")]["status"]
+    degraded = next(c for c in status["conditions"] if c["type"] == "Degraded")
+    assert degraded["status"] == "True" and degraded["message"].startswith('spec.addresses[0].ip: "10.0.0.5"')
+    assert ("event", None) in kube.writes
+
+
+def test_nad_not_served_applies_nothing():
+    cache, kube, rec = make(served=False)
+    rec.reconcile("ns", "egress")
+    assert [w for w in kube.writes if w[0] == "apply"] == []
+
+
+def test_contains():
+    assert contains({"a": 1}, {"a": 1, "b": 2})
+    assert not contains({"a": 1}, {"a": 2})
+    assert not contains({"a": {"b": 1}}, {"a": {}})
+    assert contains([1, 2], [1, 2]) and not contains([1, 2], [1, 2, 3])
+    assert contains([{"n": 1}, {"n": 2}], [{"n": 2, "x": 0}, {"n": 1}, {"n": 3}])
+    assert not contains([{"n": 1}, {"n": 1}], [{"n": 1}])
+
+
+def test_work_queue_dedupes_and_requeues_dirty_keys():
+    async def main():
+        q = WorkQueue(base_delay=0.01)
+        q.add("a"); q.add("a"); q.add("b")
+        assert len(q) == 2
+        key = await q.get()
+        q.add(key)  # changed while being reconciled
+        assert len(q) == 1
+        q.done(key)
+        assert len(q) == 2
+        q.retry("c")
+        await asyncio.sleep(0.05)
+        assert len(q) == 3
+    asyncio.run(main())
+
+
+def test_recent_writes_yield_to_watch_events():
+    from netshift.egressrouter.reconcile import Recent
+
+    recent = Recent()
+    mine = {"metadata": {"resourceVersion": "5"}}
+    recent.remember(("Service", "ns", "a"), mine)
+    assert recent.newest(("Service", "ns", "a"), None) is mine  # created, watch not there yet
+    old = {"metadata": {"resourceVersion": "4"}}
+    assert recent.newest(("Service", "ns", "a"), old) is mine
+    recent.observed(("Service", "ns", "a"), mine, deleted=True)  # deleted right after our write
+    assert recent.newest(("Service", "ns", "a"), None) is None
