@@ -69,6 +69,11 @@ test-dataplane: deps venv ## redirect agent data path: real packets in network n
 bench-agent: deps venv ## redirect agent throughput and connections/s vs the direct path (root, ~30 s)
 	$(PY) -m tests.bench.bench_agent
 
+.PHONY: bench-egressrouter
+bench-egressrouter: venv tools ## EgressRouters at scale: COUNT routers (default 1000) on the local cluster
+	$(CLUSTER) up
+	$(PY) -m tests.bench.bench_egressrouter --count $(or $(COUNT),1000)
+
 .PHONY: bench-route-admission
 bench-route-admission: venv tools ## Route admission at scale: 10,000 routes in 100 namespaces (ARGS="--count 1000 --namespaces 10")
 	$(CLUSTER) up

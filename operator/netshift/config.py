@@ -9,12 +9,15 @@ import os
 
 from pydantic import BaseModel, ConfigDict
 
+from netshift import __version__
+
 
 class OperatorConfig(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     # EgressRouter
-    agent_image: str = "netshift:0.1.0"
+    # The tag hack/build-image.sh builds and imports; the chart sets the image it deploys itself.
+    agent_image: str = f"localhost/netshift:{__version__}"
     agent_image_pull_policy: str = "IfNotPresent"
     default_macvlan_master: str | None = None  # used when spec.networkInterface.macvlan.master is empty
 

@@ -58,6 +58,9 @@ def run(
         log_format=kopf.LogFormat.JSON if log_format == "json" else kopf.LogFormat.PLAIN,
         log_refkey="object",
     )
+    if not verbose:
+        # kopf logs every successful handler call at INFO: thousands of lines at scale.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     import netshift.handlers  # noqa: F401,PLC0415  registers the handlers
 
     if metrics_port:
