@@ -21,6 +21,7 @@ CLUSTER_CIDR=${NETSHIFT_CLUSTER_CIDR:-10.244.0.0/16}
 # CLUSTER_CIDR; the bridge network's host-local IPAM is written from it once the node registered.
 POD_BRIDGE=nsbr0
 NFT_TABLE=netshift-node
+GUARD_TABLE=netshift-uplink-guard
 NODE_CGROUP=netshift
 NODE_COMPONENTS=(containerd kubelet kube-proxy)
 CTRD=$STATE/containerd
@@ -330,6 +331,25 @@ table inet $NFT_TABLE {
   }
 }
 EOT
+  guard_uplink "$up"
+}
+
+# A macvlan whose master is the uplink (an EgressRouter without macvlan.master makes the plugin pick
+# the default-route interface) transmits through the uplink's egress hook with its own MAC address:
+# drop every frame that does not carry the uplink's own MAC, so no test router ever reaches the outside.
+guard_uplink() {
+  local up=$1 mac
+  [ -n "$up" ] && mac=$(cat "/sys/class/net/$up/address" 2>/dev/null) || return 0
+  nft -f - <<EOT
+table netdev $GUARD_TABLE
+delete table netdev $GUARD_TABLE
+table netdev $GUARD_TABLE {
+  chain egress {
+    type filter hook egress device "$up" priority filter; policy accept;
+    ether saddr != $mac counter drop comment "only the machine's own frames leave the uplink"
+  }
+}
+EOT
 }
 
 # ------------------------------------------------------------------------------------------ start
@@ -507,6 +527,7 @@ cleanup_node_network() {
     ip link del "$POD_BRIDGE" 2>/dev/null || true
   fi
   nft delete table inet "$NFT_TABLE" 2>/dev/null || true
+  nft delete table netdev "$GUARD_TABLE" 2>/dev/null || true
   # kube-proxy's nftables tables (and any iptables chains of an older mode)
   if [ -x "${K8S_BIN:-}/kube-proxy" ]; then "$K8S_BIN/kube-proxy" --cleanup >/dev/null 2>&1 || true; fi
   nft delete table ip kube-proxy 2>/dev/null || true
@@ -561,6 +582,7 @@ verify_node_gone() {
   fi
   ! ip link show "$POD_BRIDGE" >/dev/null 2>&1 || left+=("link $POD_BRIDGE")
   ! nft list table inet "$NFT_TABLE" >/dev/null 2>&1 || left+=("nftables table inet $NFT_TABLE")
+  ! nft list table netdev "$GUARD_TABLE" >/dev/null 2>&1 || left+=("nftables table netdev $GUARD_TABLE")
   ! nft list table ip kube-proxy >/dev/null 2>&1 || left+=("nftables table ip kube-proxy")
   local m
   for m in $(cgroup_mounts); do [ ! -d "$m/$NODE_CGROUP" ] || { left+=("cgroup $m/$NODE_CGROUP"); break; }; done

@@ -211,3 +211,16 @@ def test_nad_crd_of_the_cluster_matches_the_tests_stand_in():
     theirs = yaml.safe_load((ROOT / "tests/integration/manifests/nad-crd.yaml").read_text())
     assert ours["spec"] == theirs["spec"]
     assert ours["metadata"] == theirs["metadata"]
+
+
+def test_uplink_guard_drops_foreign_frames():
+    """A macvlan on the uplink (an EgressRouter without macvlan.master) must never reach the outside."""
+    import subprocess
+
+    up = subprocess.run(["ip", "-4", "route", "get", "1.1.1.1"], capture_output=True, text=True).stdout.split()
+    uplink = up[up.index("dev") + 1]
+    table = subprocess.run(["nft", "list", "table", "netdev", "netshift-uplink-guard"],
+                           capture_output=True, text=True, check=True).stdout
+    mac = open(f"/sys/class/net/{uplink}/address").read().strip()
+    assert f'hook egress device "{uplink}"' in table
+    assert f"ether saddr != {mac}" in table and "drop" in table
