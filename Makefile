@@ -9,7 +9,7 @@ PYTEST := $(PY) -m pytest
 CLUSTER := hack/cluster
 
 # Debian packages the tools, the cluster and the tests need; installed by `make deps` when missing.
-APT_PACKAGES := openssl curl ca-certificates iproute2 nftables iperf3 debootstrap buildah shellcheck containerd runc containernetworking-plugins iptables conntrack busybox-static gcc libc6-dev
+APT_PACKAGES := openssl curl ca-certificates iproute2 nftables iperf3 debootstrap buildah shellcheck containerd runc containernetworking-plugins iptables conntrack busybox-static gcc libc6-dev haproxy wrk
 
 .PHONY: help
 help: ## list targets
@@ -73,6 +73,10 @@ bench-agent: deps venv ## redirect agent throughput and connections/s vs the dir
 bench-egressrouter: venv tools ## EgressRouters at scale: COUNT routers (default 1000) on the local cluster
 	$(CLUSTER) up
 	$(PY) -m tests.bench.bench_egressrouter --count $(or $(COUNT),1000)
+
+.PHONY: bench-router
+bench-router: deps venv ## Route data plane: requests/s and p99 through the router vs direct (loopback, ~30 s)
+	$(PY) -m tests.bench.bench_router --rounds 3
 
 .PHONY: bench-route-admission
 bench-route-admission: venv tools ## Route admission at scale: 10,000 routes in 100 namespaces (ARGS="--count 1000 --namespaces 10")

@@ -78,6 +78,17 @@ def one(objs: list[dict], kind: str) -> dict:
     return found[0]
 
 
+def named(objs: list[dict], kind: str, suffix: str) -> dict:
+    """The one object of a kind whose name ends with ``-<suffix>`` (operator, router...)."""
+    found = [o for o in by_kind(objs, kind) if o["metadata"]["name"].endswith(f"-{suffix}")]
+    assert len(found) == 1, f"expected one {kind} named *-{suffix}, got {[o['metadata']['name'] for o in found]}"
+    return found[0]
+
+
+def operator_deployment(objs: list[dict]) -> dict:
+    return named(objs, "Deployment", "operator")
+
+
 def env_of(container: dict) -> dict[str, str]:
     return {e["name"]: e.get("value") for e in container.get("env", [])}
 
@@ -111,6 +122,11 @@ ROUTE_RULES = {
     ("route.openshift.io", "routes", ("list", "patch", "watch")),
     ("route.openshift.io", "routes/status", ("patch",)),
     ("", "events", ("create",)),
+}
+# The router (operator/netshift/router/kube.py) only reads.
+ROUTER_RULES = {
+    ("route.openshift.io", "routes", ("list", "watch")),
+    ("discovery.k8s.io", "endpointslices", ("list", "watch")),
 }
 
 
@@ -148,9 +164,10 @@ def test_kustomization_is_the_chart_plus_namespace(cluster, tmp_path: pathlib.Pa
     chart = render(tmp_path, crds=True)
     key = lambda o: (o["kind"], o["metadata"]["name"])  # noqa: E731
     assert sorted(map(key, built)) == sorted([*map(key, chart), ("Namespace", "netshift-system")])
-    deployment = one(built, "Deployment")
-    assert deployment["metadata"]["namespace"] == "netshift-system"
-    assert deployment["spec"]["template"]["spec"] == one(chart, "Deployment")["spec"]["template"]["spec"]
+    for deployment in by_kind(built, "Deployment"):
+        assert deployment["metadata"]["namespace"] == "netshift-system"
+        rendered = next(d for d in by_kind(chart, "Deployment") if d["metadata"]["name"] == deployment["metadata"]["name"])
+        assert deployment["spec"]["template"]["spec"] == rendered["spec"]["template"]["spec"]
 
 
 # -- default values -----------------------------------------------------------------------------
@@ -167,6 +184,13 @@ def test_default_objects(tmp_path: pathlib.Path) -> None:
         ("ClusterRoleBinding", "netshift-route-admission"),
         ("Service", "netshift-operator-metrics"),
         ("Deployment", "netshift-operator"),
+        # The router (Route data plane), deployed with Route support.
+        ("ServiceAccount", "netshift-router"),
+        ("ClusterRole", "netshift-router"),
+        ("ClusterRoleBinding", "netshift-router"),
+        ("Service", "netshift-router"),
+        ("Service", "netshift-router-metrics"),
+        ("Deployment", "netshift-router"),
     ])
     for o in objs:
         if o["kind"] in ("ServiceAccount", "Service", "Deployment"):
@@ -185,17 +209,18 @@ def test_rbac_is_exact(tmp_path: pathlib.Path) -> None:
         "netshift-operator": KOPF_RULES,
         "netshift-egressrouter": EGRESSROUTER_RULES,
         "netshift-route-admission": ROUTE_RULES,
+        "netshift-router": ROUTER_RULES,
     }
     for binding in by_kind(objs, "ClusterRoleBinding"):
         assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
                                       "name": binding["metadata"]["name"]}
-        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "netshift-operator",
-                                        "namespace": "netshift-system"}]
+        sa = "netshift-router" if binding["metadata"]["name"] == "netshift-router" else "netshift-operator"
+        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": sa, "namespace": "netshift-system"}]
     assert not by_kind(objs, "Role") and not by_kind(objs, "RoleBinding")
 
 
 def test_operator_pod_is_locked_down(tmp_path: pathlib.Path) -> None:
-    pod = one(render(tmp_path), "Deployment")["spec"]["template"]["spec"]
+    pod = operator_deployment(render(tmp_path))["spec"]["template"]["spec"]
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["runAsUser"] != 0
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
@@ -214,7 +239,7 @@ def test_operator_pod_is_locked_down(tmp_path: pathlib.Path) -> None:
 
 
 def test_operator_deployment(tmp_path: pathlib.Path) -> None:
-    deployment = one(render(tmp_path), "Deployment")
+    deployment = operator_deployment(render(tmp_path))
     spec = deployment["spec"]
     assert spec["replicas"] == 1
     assert spec["strategy"] == {"type": "Recreate"}
@@ -239,7 +264,7 @@ def test_operator_deployment(tmp_path: pathlib.Path) -> None:
     assert env["NETSHIFT_ROUTER_NAME"] == "default"
     assert env["NETSHIFT_ROUTER_DOMAIN"] == "apps.netshift.local"
     assert "NETSHIFT_DEFAULT_MACVLAN_MASTER" not in env
-    service = one(render(tmp_path), "Service")
+    service = named(render(tmp_path), "Service", "operator-metrics")
     assert service["spec"]["selector"] == spec["selector"]["matchLabels"]
     assert service["spec"]["ports"] == [{"name": "metrics", "port": 9102, "targetPort": "metrics",
                                          "protocol": "TCP"}]
@@ -251,7 +276,7 @@ def test_env_names_are_the_operator_settings(tmp_path: pathlib.Path) -> None:
 
     known = set(config._ENV.values()) | {"NETSHIFT_ROUTES_ENABLED"}
     for values in (None, NON_DEFAULT):
-        (container,) = one(render(tmp_path, values), "Deployment")["spec"]["template"]["spec"]["containers"]
+        (container,) = operator_deployment(render(tmp_path, values))["spec"]["template"]["spec"]["containers"]
         used = {k for k in env_of(container) if k.startswith("NETSHIFT_")}
         assert used <= known, used - known
 
@@ -294,7 +319,7 @@ def test_route_values(tmp_path: pathlib.Path) -> None:
               "routes": {"allowWildcardRoutes": True, "allowedDomains": ["example.com", "example.org"],
                          "deniedDomains": ["secret.example.com"]},
               "image": {"digest": "sha256:" + "a" * 64}}
-    (container,) = one(render(tmp_path, values), "Deployment")["spec"]["template"]["spec"]["containers"]
+    (container,) = operator_deployment(render(tmp_path, values))["spec"]["template"]["spec"]["containers"]
     env = env_of(container)
     assert env["NETSHIFT_ROUTER_NAME"] == "internal"
     assert env["NETSHIFT_ROUTER_DOMAIN"] == "apps.example.com"
@@ -334,11 +359,98 @@ def test_service_monitor_needs_the_metrics_service(tmp_path: pathlib.Path) -> No
 def test_existing_service_account(tmp_path: pathlib.Path) -> None:
     values = {"serviceAccount": {"create": False, "name": "mine"}}
     objs = render(tmp_path, values)
-    assert not by_kind(objs, "ServiceAccount")
-    assert one(objs, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"] == "mine"
-    assert {b["subjects"][0]["name"] for b in by_kind(objs, "ClusterRoleBinding")} == {"mine"}
+    # Only the router's own ServiceAccount is created.
+    assert [a["metadata"]["name"] for a in by_kind(objs, "ServiceAccount")] == ["netshift-router"]
+    assert operator_deployment(objs)["spec"]["template"]["spec"]["serviceAccountName"] == "mine"
+    assert {b["subjects"][0]["name"] for b in by_kind(objs, "ClusterRoleBinding")
+            if b["metadata"]["name"] != "netshift-router"} == {"mine"}
     proc = helm("template", "x", str(CHART), "--set", "serviceAccount.create=false", check=False)
     assert proc.returncode != 0 and "serviceAccount.name is required" in proc.stderr
+
+
+# -- the router (Route data plane) --------------------------------------------------------------
+def test_router_deployment_defaults(tmp_path: pathlib.Path) -> None:
+    objs = render(tmp_path)
+    deployment = named(objs, "Deployment", "router")
+    spec = deployment["spec"]
+    assert spec["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+    pod = spec["template"]["spec"]
+    assert pod["serviceAccountName"] == "netshift-router"
+    assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] != 0
+    assert not pod.get("hostNetwork")
+    assert pod["terminationGracePeriodSeconds"] == 45
+    (container,) = pod["containers"]
+    assert container["image"] == operator_deployment(objs)["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert container["args"] == [
+        "router", "--router-name=default", "--domain=apps.netshift.local", "--http-port=8080",
+        "--https-port=8443", "--stats-port=1936", "--metrics-port=9103", "--config-dir=/var/lib/netshift-router",
+        "--maxconn=20000", "--reload-interval=1", "--shutdown-delay=5", "--grace-seconds=30", "--log-format=json"]
+    assert {p["name"]: p["containerPort"] for p in container["ports"]} == {
+        "http": 8080, "https": 8443, "stats": 1936, "metrics": 9103}
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert container[probe]["httpGet"] == {"path": "/healthz", "port": "stats"}
+    sc = container["securityContext"]
+    assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"] == {"drop": ["ALL"]}  # unprivileged ports: no NET_BIND_SERVICE
+    assert {m["mountPath"] for m in container["volumeMounts"]} == {"/var/lib/netshift-router"}
+    # The chart's arguments are the router's arguments.
+    from netshift.cli import build_parser
+
+    args = build_parser().parse_args(container["args"])
+    assert (args.router_name, args.http_port, args.https_port, args.config_dir) == \
+        ("default", 8080, 8443, "/var/lib/netshift-router")
+    service = named(objs, "Service", "router")
+    assert service["spec"]["type"] == "NodePort"
+    assert service["spec"]["selector"] == spec["selector"]["matchLabels"]
+    assert service["spec"]["selector"]["app.kubernetes.io/component"] == "router"
+    assert [(p["name"], p["port"], p["targetPort"]) for p in service["spec"]["ports"]] == [
+        ("http", 80, "http"), ("https", 443, "https")]
+    assert all("nodePort" not in p for p in service["spec"]["ports"])
+    metrics = named(objs, "Service", "router-metrics")
+    assert metrics["spec"]["type"] == "ClusterIP"
+    assert [p["name"] for p in metrics["spec"]["ports"]] == ["stats", "metrics"]
+    # The operator's metrics Service never selects router pods.
+    assert named(objs, "Service", "operator-metrics")["spec"]["selector"]["app.kubernetes.io/component"] == "operator"
+
+
+def test_router_values(tmp_path: pathlib.Path) -> None:
+    values = {"router": {"name": "internal", "domain": "apps.example.com", "defaultCertificateSecret": "router-tls",
+                         "threads": 4, "maxconn": 0, "accessLog": True, "replicas": 2,
+                         "service": {"type": "LoadBalancer", "httpNodePort": 30080, "httpsNodePort": 30443,
+                                     "externalTrafficPolicy": "Local", "loadBalancerClass": "metallb",
+                                     "annotations": {"a": "b"}},
+                         "nodeSelector": {"role": "edge"}}}
+    objs = render(tmp_path, values)
+    deployment = named(objs, "Deployment", "router")
+    assert deployment["spec"]["replicas"] == 2
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    args = container["args"]
+    assert "--router-name=internal" in args and "--threads=4" in args and "--access-log" in args
+    assert "--default-certificate=/etc/netshift-router/default-certificate" in args
+    assert not any(a.startswith("--maxconn") for a in args)
+    assert {"name": "default-certificate", "secret": {"secretName": "router-tls", "defaultMode": 0o400}} in pod["volumes"]
+    assert pod["nodeSelector"] == {"role": "edge"}
+    service = named(objs, "Service", "router")["spec"]
+    assert service["type"] == "LoadBalancer" and service["externalTrafficPolicy"] == "Local"
+    assert service["loadBalancerClass"] == "metallb"
+    assert [p["nodePort"] for p in service["ports"]] == [30080, 30443]
+
+
+def test_router_not_deployed_without_route_support_or_when_disabled(tmp_path: pathlib.Path) -> None:
+    for values in ({"routes": {"enabled": False}}, {"router": {"enabled": False}}):
+        objs = render(tmp_path, values)
+        assert not [o for o in objs if "netshift-router" in o["metadata"]["name"]], values
+
+
+@pytest.mark.parametrize("bad", [
+    {"router": {"service": {"type": "ExternalName"}}},
+    {"router": {"ports": {"http": 0}}},
+    {"router": {"threads": -1}},
+])
+def test_router_schema(tmp_path: pathlib.Path, bad: dict) -> None:
+    proc = helm("template", "x", str(CHART), "-f", values_file(tmp_path, bad), check=False)
+    assert proc.returncode != 0 and "schema" in proc.stderr, proc.stderr
 
 
 # -- the real API server ----------------------------------------------------------------------------

@@ -57,3 +57,27 @@ app.kubernetes.io/component: operator
 {{- define "netshift.agentImage" -}}
 {{- default (include "netshift.image" .) .Values.egressRouter.agentImage -}}
 {{- end -}}
+
+{{/* The router (Route data plane): names and labels. */}}
+{{- define "netshift.routerName" -}}
+{{- printf "%s-router" (include "netshift.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "netshift.routerSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "netshift.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: router
+{{- end -}}
+
+{{- define "netshift.routerLabels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{ include "netshift.routerSelectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: netshift
+{{- end -}}
+
+{{/* Whether the router is deployed: Route support on and the router wanted. */}}
+{{- define "netshift.routerEnabled" -}}
+{{- if and .Values.routes.enabled .Values.router.enabled -}}true{{- end -}}
+{{- end -}}

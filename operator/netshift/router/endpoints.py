@@ -1,0 +1,104 @@
+"""Endpoints of a Service as the router sees them: EndpointSlices in, ready (address, port) pairs out.
+
+Pure. An EndpointSlice carries a list of endpoints (addresses, readiness, the pod it targets) and a
+list of ports that apply to every endpoint of the slice. The port ``name`` of a slice is the
+*Service* port name and ``port`` is the pod's port number, so a Route's ``spec.port.targetPort``
+matches an endpoint port by that name or by that number (as OpenShift's router matches them).
+
+Weights follow OpenShift's router: a backend's weight is spread over its endpoints, and the
+per-endpoint weights are scaled so that the largest is 256 (HAProxy's maximum); a backend with
+weight > 0 never drops to 0 by rounding.
+"""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+MAX_WEIGHT = 256
+
+
+@dataclasses.dataclass(frozen=True, order=True)
+class Endpoint:
+    """One (address, port) of a ready endpoint of a Service."""
+
+    address: str
+    port: int
+    port_name: str = ""  # the Service port name ("" for an unnamed port)
+    target: str = ""  # the pod name (targetRef), "" when unknown
+
+    @property
+    def ipv6(self) -> bool:
+        return ":" in self.address
+
+
+def service_of(slice_obj: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(namespace, service name) of an EndpointSlice, or None for slices not owned by a Service."""
+    meta = slice_obj.get("metadata") or {}
+    name = (meta.get("labels") or {}).get(SERVICE_NAME_LABEL)
+    if not name:
+        return None
+    return meta.get("namespace") or "", name
+
+
+def _ready(endpoint: Mapping[str, Any]) -> bool:
+    # "ready": nil means ready (the API's documented interpretation); terminating pods are not ready.
+    conditions = endpoint.get("conditions") or {}
+    return conditions.get("ready") is not False
+
+
+def endpoints_from_slices(slices: Iterable[Mapping[str, Any]]) -> list[Endpoint]:
+    """Every ready (address, port) of the given slices of one Service, deduplicated and sorted."""
+    out: dict[tuple[str, int, str], Endpoint] = {}
+    for s in slices:
+        if (s.get("addressType") or "IPv4") not in ("IPv4", "IPv6"):
+            continue  # FQDN slices are not routable by address
+        ports = [p for p in (s.get("ports") or [])
+                 if (p.get("protocol") or "TCP") == "TCP" and p.get("port")]
+        for ep in s.get("endpoints") or []:
+            if not _ready(ep):
+                continue
+            target = ((ep.get("targetRef") or {}).get("name")) or ""
+            for address in ep.get("addresses") or []:
+                for p in ports:
+                    e = Endpoint(address=address, port=int(p["port"]), port_name=p.get("name") or "",
+                                 target=target)
+                    # One address in two slices (during a slice split): keep one, the smallest.
+                    key = (e.address, e.port, e.port_name)
+                    if key not in out or e < out[key]:
+                        out[key] = e
+    return sorted(out.values())
+
+
+def select_port(endpoints: Sequence[Endpoint], target_port: int | str | None) -> list[Endpoint]:
+    """The endpoints a route with this ``targetPort`` uses.
+
+    No targetPort: every port of every endpoint (OpenShift's behaviour). A number (or a string of
+    digits) matches the endpoint port number or, as a string, the port name; a name matches the
+    port name.
+    """
+    if target_port is None or target_port == "":
+        return list(endpoints)
+    wanted = str(target_port)
+    return [e for e in endpoints if e.port_name == wanted or str(e.port) == wanted]
+
+
+def endpoint_weights(backends: Sequence[tuple[str, int]], counts: Mapping[str, int]) -> dict[str, int]:
+    """HAProxy server weight per backend service (every endpoint of a service gets the same one).
+
+    ``backends``: (service, route weight 0..256) in route order (a service named twice adds up);
+    ``counts``: number of endpoints each service has. A service without endpoints gets 0.
+    """
+    total: dict[str, int] = {}
+    for name, weight in backends:
+        total[name] = total.get(name, 0) + max(0, int(weight))
+    per_endpoint = {name: (w / counts[name] if counts.get(name) else 0.0) for name, w in total.items()}
+    top = max(per_endpoint.values(), default=0.0)
+    out: dict[str, int] = {}
+    for name, w in per_endpoint.items():
+        if w <= 0 or top <= 0:
+            out[name] = 0
+        else:
+            out[name] = max(1, min(MAX_WEIGHT, int(w * MAX_WEIGHT / top)))
+    return out

@@ -1,0 +1,179 @@
+"""HAProxy in master-worker mode: check, start, reload without dropping connections, stop.
+
+The master (``haproxy -W -S <master socket> -f <config>``) stays in the foreground as our child.
+A reload makes the master re-execute itself with the same arguments: it starts new workers from
+the (new) configuration at the same path, which take over the listening sockets of the old workers
+through the admin socket (``stats socket ... expose-fd listeners``, used automatically as ``-x`` by
+the master), then the old workers stop accepting and finish their connections (soft stop).
+Configurations are checked with ``haproxy -c`` before they are installed, so a reload never meets
+a configuration the new worker cannot load.
+"""
+from __future__ import annotations
+
+import ctypes
+import dataclasses
+import logging
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+
+log = logging.getLogger("netshift.router.haproxy")
+
+
+class HAProxyError(RuntimeError):
+    pass
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the process that started it dies (even by SIGKILL),
+    so a master never outlives its router. Kept across the master's re-exec on reload."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+@dataclasses.dataclass(frozen=True)
+class Proc:
+    pid: int
+    kind: str  # master | worker
+    reloads: int
+    old: bool = False
+
+
+def check(binary: str, config_path: str, timeout: float = 60) -> tuple[bool, str]:
+    """``haproxy -c``: (valid, messages)."""
+    proc = subprocess.run([binary, "-c", "-f", config_path], capture_output=True, text=True,
+                          timeout=timeout)
+    out = (proc.stdout + proc.stderr).strip()
+    return proc.returncode == 0, out
+
+
+def version(binary: str) -> str:
+    proc = subprocess.run([binary, "-v"], capture_output=True, text=True, timeout=30)
+    m = re.search(r"version (\S+)", proc.stdout)
+    return m.group(1) if m else "unknown"
+
+
+def _cli(path: str, command: str, timeout: float = 5.0) -> str:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        s.connect(path)
+        s.sendall(command.encode() + b"\n")
+        s.shutdown(socket.SHUT_WR)  # the master CLI answers and closes once the input ends
+        chunks = []
+        while True:
+            try:
+                data = s.recv(65536)
+            except (ConnectionResetError, TimeoutError):
+                break
+            if not data:
+                break
+            chunks.append(data)
+    return b"".join(chunks).decode(errors="replace")
+
+
+def parse_show_proc(text: str) -> list[Proc]:
+    """The processes of the master CLI's ``show proc`` (current and old workers)."""
+    out: list[Proc] = []
+    old = False
+    for line in text.splitlines():
+        if line.startswith("# old workers"):
+            old = True
+            continue
+        if line.startswith("#") or not line.strip():
+            if line.startswith("# workers"):
+                old = False
+            continue
+        parts = line.split()
+        if len(parts) >= 3 and parts[0].isdigit() and parts[1] in ("master", "worker"):
+            try:
+                reloads = int(parts[2])
+            except ValueError:
+                reloads = 0
+            out.append(Proc(int(parts[0]), parts[1], reloads, old))
+    return out
+
+
+class HAProxy:
+    """One HAProxy master process and its workers."""
+
+    def __init__(self, binary: str, config_path: str, master_socket: str, *,
+                 stdout=None, stderr=None) -> None:
+        self.binary = binary
+        self.config_path = config_path
+        self.master_socket = master_socket
+        self.proc: subprocess.Popen | None = None
+        self._stdout, self._stderr = stdout, stderr
+        self.reloads = 0
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def start(self, timeout: float = 30) -> None:
+        if os.path.exists(self.master_socket):
+            os.unlink(self.master_socket)
+        self.proc = subprocess.Popen(
+            [self.binary, "-W", "-S", f"{self.master_socket},mode,600", "-f", self.config_path],
+            stdout=self._stdout, stderr=self._stderr, start_new_session=True, preexec_fn=_die_with_parent)
+        self._wait(lambda procs: any(p.kind == "worker" and not p.old for p in procs), timeout,
+                   "HAProxy did not start a worker")
+
+    def processes(self) -> list[Proc]:
+        return parse_show_proc(_cli(self.master_socket, "show proc"))
+
+    def workers(self) -> list[Proc]:
+        return [p for p in self.processes() if p.kind == "worker" and not p.old]
+
+    def _wait(self, predicate, timeout: float, message: str) -> list[Proc]:
+        deadline = time.monotonic() + timeout
+        last: list[Proc] = []
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise HAProxyError(f"{message}: the master exited with {self.proc.returncode}")
+            try:
+                last = self.processes()
+                if predicate(last):
+                    return last
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise HAProxyError(f"{message} within {timeout:.0f}s (processes: {last})")
+
+    def reload(self, timeout: float = 30) -> None:
+        """Reload the configuration at ``config_path``; returns when the new worker runs."""
+        if not self.running:
+            raise HAProxyError("HAProxy is not running")
+        before = {p.pid for p in self.workers()}
+        try:
+            _cli(self.master_socket, "reload")
+        except OSError:
+            assert self.proc is not None
+            os.kill(self.proc.pid, signal.SIGUSR2)
+        self._wait(lambda procs: any(p.kind == "worker" and not p.old and p.pid not in before
+                                     for p in procs), timeout, "HAProxy reload did not start a new worker")
+        self.reloads += 1
+
+    def stop(self, grace: float = 10) -> int | None:
+        """Soft stop (finish connections) for up to ``grace`` seconds, then hard stop."""
+        if self.proc is None:
+            return None
+        for sig, wait in ((signal.SIGUSR1, grace), (signal.SIGTERM, 5), (signal.SIGKILL, 5)):
+            if self.proc.poll() is not None:
+                break
+            try:
+                os.kill(self.proc.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                self.proc.wait(timeout=wait)
+            except subprocess.TimeoutExpired:
+                continue
+        if self.proc.poll() is None:  # the session: workers too
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        return self.proc.returncode

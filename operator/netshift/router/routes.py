@@ -1,0 +1,113 @@
+"""The routes a router serves: admitted Routes of its router name, reduced to what HAProxy needs.
+
+Pure. A route is served when its ``status.ingress`` has an entry for the router name with an
+``Admitted=True`` condition; the served host is the host of that entry (for ``spec.subdomain``
+routes it is ``<subdomain>.<domain>``, only known from status).
+"""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+from netshift.models.route import ADMITTED, DEFAULT_WEIGHT
+
+HTTP = "http"  # no spec.tls
+EDGE, REENCRYPT, PASSTHROUGH = "edge", "reencrypt", "passthrough"
+ALLOW, NONE, REDIRECT = "Allow", "None", "Redirect"
+
+
+@dataclasses.dataclass(frozen=True)
+class ServedRoute:
+    namespace: str
+    name: str
+    host: str
+    path: str = ""
+    wildcard: bool = False  # wildcardPolicy Subdomain: serves *.<domain of host>
+    termination: str = HTTP  # http | edge | reencrypt | passthrough
+    insecure_policy: str = NONE  # Allow | None | Redirect (TLS routes only)
+    backends: tuple[tuple[str, int], ...] = ()  # (service, weight) of to + alternateBackends
+    target_port: int | str | None = None
+    annotations: tuple[tuple[str, str], ...] = ()
+    certificate: str = ""
+    key: str = ""
+    ca_certificate: str = ""
+    destination_ca_certificate: str = ""
+    created: str = ""
+    uid: str = ""
+
+    @property
+    def key_name(self) -> str:
+        return f"{self.namespace}:{self.name}"
+
+    @property
+    def annotation_map(self) -> dict[str, str]:
+        return dict(self.annotations)
+
+    @property
+    def tls(self) -> bool:
+        return self.termination != HTTP
+
+    @property
+    def services(self) -> list[str]:
+        return list(dict.fromkeys(name for name, _ in self.backends))
+
+
+def admitted_entry(obj: Mapping[str, Any], router_name: str) -> Mapping[str, Any] | None:
+    """This router's ``status.ingress`` entry when it says Admitted=True, else None."""
+    for entry in (obj.get("status") or {}).get("ingress") or []:
+        if entry.get("routerName") != router_name:
+            continue
+        for cond in entry.get("conditions") or []:
+            if cond.get("type") == ADMITTED and cond.get("status") == "True":
+                return entry
+        return None
+    return None
+
+
+def served_route(obj: Mapping[str, Any], router_name: str) -> ServedRoute | None:
+    """The served form of a Route object (a plain dict from the API), or None when not served."""
+    entry = admitted_entry(obj, router_name)
+    if entry is None:
+        return None
+    meta = obj.get("metadata") or {}
+    spec = obj.get("spec") or {}
+    host = (entry.get("host") or spec.get("host") or "").lower()
+    if not host:
+        return None
+    to = spec.get("to") or {}
+    backends = []
+    for ref in [to, *(spec.get("alternateBackends") or [])]:
+        if not ref.get("name") or (ref.get("kind") or "Service") != "Service":
+            continue
+        weight = ref.get("weight")
+        backends.append((ref["name"], DEFAULT_WEIGHT if weight is None else int(weight)))
+    tls = spec.get("tls") or {}
+    termination = (tls.get("termination") or "").lower() or HTTP
+    if termination not in (EDGE, REENCRYPT, PASSTHROUGH):
+        termination = HTTP
+    policy = tls.get("insecureEdgeTerminationPolicy") or NONE
+    if termination == HTTP:
+        policy = ALLOW  # plain routes are served on the HTTP port, by definition
+    elif policy not in (ALLOW, NONE, REDIRECT):
+        policy = NONE
+    target_port = (spec.get("port") or {}).get("targetPort")
+    wildcard = (entry.get("wildcardPolicy") or spec.get("wildcardPolicy")) == "Subdomain"
+    return ServedRoute(
+        namespace=meta.get("namespace") or "",
+        name=meta.get("name") or "",
+        host=host,
+        path="" if termination == PASSTHROUGH else (spec.get("path") or ""),
+        wildcard=wildcard,
+        termination=termination,
+        insecure_policy=policy,
+        backends=tuple(backends),
+        target_port=target_port,
+        annotations=tuple(sorted((meta.get("annotations") or {}).items())),
+        certificate=tls.get("certificate") or "",
+        key=tls.get("key") or "",
+        ca_certificate=tls.get("caCertificate") or "",
+        destination_ca_certificate=tls.get("destinationCACertificate") or "",
+        created=meta.get("creationTimestamp") or "",
+        uid=meta.get("uid") or "",
+    )

@@ -1,0 +1,69 @@
+"""Where rendered configurations live on disk: two slots, swapped on each change.
+
+``<base>/haproxy.cfg`` is the configuration the master runs (its path never changes: a reload
+re-reads it). Each configuration references its maps and certificates in a slot directory
+(``<base>/a`` or ``<base>/b``). A new configuration is written to the slot the running one does not
+use, checked there (``<slot>/haproxy.cfg``), and only then copied over ``<base>/haproxy.cfg``
+(rename: atomic). HAProxy reads every referenced file when a worker starts, so rewriting the
+inactive slot never affects running workers.
+"""
+from __future__ import annotations
+
+import os
+import pathlib
+import shutil
+
+from .haproxy_config import Rendered
+
+SLOTS = ("a", "b")
+
+
+def _write(path: pathlib.Path, content: str, mode: int = 0o600) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "w") as f:
+        f.write(content)
+    os.replace(tmp, path)
+
+
+class ConfigStore:
+    def __init__(self, base_dir: str | os.PathLike) -> None:
+        self.base = pathlib.Path(base_dir)
+        self.base.mkdir(parents=True, exist_ok=True)
+        self.active: str | None = None
+        self._installed: tuple[str, tuple] | None = None
+
+    @property
+    def config_path(self) -> str:
+        return str(self.base / "haproxy.cfg")
+
+    def next_dir(self) -> str:
+        """The slot the next configuration goes to (never the one in use)."""
+        slot = SLOTS[1] if self.active == SLOTS[0] else SLOTS[0]
+        return str(self.base / slot)
+
+    def _normalized(self, rendered: Rendered, files_dir: str) -> tuple[str, tuple]:
+        # The same configuration rendered for the other slot differs only by the slot path.
+        return rendered.config.replace(files_dir, "@SLOT@"), tuple(sorted(rendered.files.items()))
+
+    def changed(self, rendered: Rendered, files_dir: str) -> bool:
+        return self._installed != self._normalized(rendered, files_dir)
+
+    def stage(self, rendered: Rendered, files_dir: str) -> str:
+        """Write the configuration and its files into their slot; returns the staged config path."""
+        slot = pathlib.Path(files_dir)
+        if slot.exists():
+            shutil.rmtree(slot)
+        slot.mkdir(parents=True)
+        for rel, content in rendered.files.items():
+            _write(slot / rel, content)
+        _write(slot / "haproxy.cfg", rendered.config)
+        return str(slot / "haproxy.cfg")
+
+    def commit(self, rendered: Rendered, files_dir: str) -> str:
+        """Make the staged configuration the one the master runs."""
+        _write(pathlib.Path(self.config_path), rendered.config)
+        self.active = pathlib.Path(files_dir).name
+        self._installed = self._normalized(rendered, files_dir)
+        return self.config_path

@@ -1,0 +1,408 @@
+"""The Route data plane with real HAProxy (master-worker) and real backends on loopback.
+
+Every configuration is produced by the router's renderer, installed by its store and checked with
+`haproxy -c`; HAProxy is started and reloaded by the router's own process control. Backends are
+Python HTTP(S) servers on 127.0.0.x; certificates are generated here. Loopback only, bounded.
+"""
+from __future__ import annotations
+
+import http.client
+import pathlib
+import ssl
+import threading
+import time
+import urllib.request
+from collections import Counter
+from typing import Iterator
+
+import pytest
+from cryptography.x509.oid import NameOID
+
+from netshift.router import annotations as ann
+from netshift.router import certs
+
+from tests.dataplane.router_harness import HAPROXY, Backend, Router, connect, get, request
+from tests.unit.router_helpers import route_obj
+
+pytestmark = pytest.mark.timeout(120)
+
+CA = certs.make_ca("route CA")
+BACKEND_CA = certs.make_ca("backend CA")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _haproxy() -> None:
+    if not HAPROXY:
+        pytest.skip("haproxy is not installed (Debian package haproxy)")
+
+
+@pytest.fixture
+def router(tmp_path: pathlib.Path, request: pytest.FixtureRequest) -> Iterator[Router]:
+    r = Router(tmp_path)
+    yield r
+    r.close()
+    rep = getattr(request.node, "rep_call", None)
+    if rep is not None and rep.failed:
+        print(f"--- haproxy log ---\n{r.logs()[-6000:]}")
+
+
+class Backends:
+    """Backends made by a test, closed after it."""
+
+    def __init__(self, tmp: pathlib.Path) -> None:
+        self.tmp = tmp
+        self.made: list[Backend] = []
+
+    def make(self, name: str, address: str = "127.0.0.1", tls: certs.Pem | None = None) -> Backend:
+        b = Backend(name, address, tls=tls, tmp=self.tmp)
+        self.made.append(b)
+        return b
+
+
+@pytest.fixture
+def backends(tmp_path: pathlib.Path) -> Iterator[Backends]:
+    made = Backends(tmp_path)
+    yield made
+    for b in made.made:
+        b.close()
+
+
+def eps(*pairs: tuple[str, Backend], namespace: str = "ns") -> dict:
+    out: dict = {}
+    for service, b in pairs:
+        out.setdefault((namespace, service), []).append(b.endpoint())
+    return out
+
+
+def cn(cert) -> str:
+    return cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
+
+
+# --- plain HTTP, paths, 503 ------------------------------------------------------------------------
+
+def test_http_host_and_path_precedence(router: Router, backends) -> None:
+    root, api, v1 = backends.make("root"), backends.make("api", "127.0.0.2"), backends.make("v1", "127.0.0.3")
+    router.apply([route_obj("root", "app.example.com", service="root", path="/"),
+                  route_obj("api", "app.example.com", service="api", path="/api"),
+                  route_obj("v1", "app.example.com", service="v1", path="/api/v1")],
+                 eps(("root", root), ("api", api), ("v1", v1)))
+    p = router.http_port
+    assert get(p, "app.example.com", "/").backend == "root"
+    assert get(p, "app.example.com", "/apiary").backend == "root"  # not a subpath of /api
+    assert get(p, "app.example.com", "/api").backend == "api"
+    assert get(p, "app.example.com", "/api/v2/x?q=1").backend == "api"
+    assert get(p, "app.example.com", "/api/v1/users").backend == "v1"
+    assert get(p, "APP.Example.COM", "/api/v1").backend == "v1"  # hosts are case-insensitive
+    assert get(p, f"app.example.com:{p}", "/api").backend == "api"  # Host with a port
+    # Forwarded headers reach the backend.
+    h = get(p, "app.example.com", "/").json["headers"]
+    assert h["x-forwarded-for"] == "127.0.0.1" and h["x-forwarded-proto"] == "http"
+    assert h["x-forwarded-host"] == "app.example.com" and h["forwarded"].startswith("for=127.0.0.1;")
+
+
+def test_503_cases(router: Router, backends) -> None:
+    a, b = backends.make("a"), backends.make("b", "127.0.0.2")
+    router.apply([route_obj("ok", "ok.example.com", service="a"),
+                  route_obj("noeps", "noeps.example.com", service="nothing"),
+                  route_obj("zero", "zero.example.com", service="a", weight=0, alternates=[("b", 0)]),
+                  route_obj("path", "path.example.com", service="a", path="/only"),
+                  route_obj("rejected", "rejected.example.com", service="a", admitted=False),
+                  route_obj("elsewhere", "other.example.com", service="a", router="another")],
+                 eps(("a", a), ("b", b)))
+    p = router.http_port
+    assert get(p, "ok.example.com").status == 200
+    for host, path in (("unknown.example.com", "/"), ("noeps.example.com", "/"), ("zero.example.com", "/"),
+                       ("path.example.com", "/other"), ("rejected.example.com", "/"),
+                       ("other.example.com", "/")):
+        assert get(p, host, path).status == 503, (host, path)
+    assert get(p, "path.example.com", "/only/x").status == 200
+
+
+def test_target_port_by_name_and_number(router: Router, backends) -> None:
+    web, metrics = backends.make("web"), backends.make("metrics")
+    endpoints = {("ns", "svc"): [web.endpoint("http"), metrics.endpoint("metrics")]}
+    router.apply([route_obj("byname", "name.example.com", target_port="metrics"),
+                  route_obj("bynumber", "number.example.com", target_port=web.port)], endpoints)
+    assert {get(router.http_port, "name.example.com").backend for _ in range(6)} == {"metrics"}
+    assert {get(router.http_port, "number.example.com").backend for _ in range(6)} == {"web"}
+
+
+# --- TLS -------------------------------------------------------------------------------------------
+
+def test_edge_with_route_certificate_and_default_certificate(router: Router, backends) -> None:
+    b = backends.make("b")
+    leaf = certs.issue(CA, ["secure.example.com"])
+    router.apply([route_obj("s", "secure.example.com", tls={
+        "termination": "edge", "certificate": leaf.cert, "key": leaf.key, "caCertificate": CA.cert},
+        annotations={ann.HSTS_HEADER: "max-age=31536000;includeSubDomains;preload"}),
+        route_obj("d", "plain-cert.example.com", tls={"termination": "edge"})], eps(("svc", b)))
+    r = get(router.https_port, "secure.example.com", "/x", tls=True, ca=CA.cert)  # verifies the chain + name
+    assert r.status == 200 and r.backend == "b" and r.json["tls"] is False  # edge: plain HTTP behind
+    assert r.json["headers"]["x-forwarded-proto"] == "https"
+    assert r.headers["strict-transport-security"] == "max-age=31536000;includeSubDomains;preload"
+    assert "secure" in r.headers["set-cookie"].lower() and "samesite=none" in r.headers["set-cookie"].lower()
+    d = get(router.https_port, "plain-cert.example.com", tls=True)
+    assert d.status == 200 and cn(d.peer_cert) == "default.router.test"
+    assert "strict-transport-security" not in d.headers
+    # No SNI: the default certificate, routed by the Host header.
+    nosni = get(router.https_port, "plain-cert.example.com", tls=True, sni=None)
+    assert nosni.status == 200 and cn(nosni.peer_cert) == "default.router.test"
+    # The source address survives the internal TLS hop (PROXY protocol).
+    assert r.json["headers"]["x-forwarded-for"] == "127.0.0.1"
+
+
+def test_insecure_edge_termination_policies(router: Router, backends) -> None:
+    b = backends.make("b")
+    routes = [route_obj(name, f"{name}.example.com", tls={"termination": "edge", **(
+        {"insecureEdgeTerminationPolicy": policy} if policy else {})})
+        for name, policy in (("none", "None"), ("unset", None), ("allow", "Allow"), ("redirect", "Redirect"))]
+    router.apply(routes, eps(("svc", b)))
+    p = router.http_port
+    assert get(p, "none.example.com").status == 503
+    assert get(p, "unset.example.com").status == 503
+    allowed = get(p, "allow.example.com", "/a")
+    assert allowed.status == 200 and allowed.json["headers"]["x-forwarded-proto"] == "http"
+    assert "secure" not in allowed.headers["set-cookie"].lower()
+    redirected = get(p, "redirect.example.com", "/some/path?q=1")
+    assert redirected.status == 302
+    assert redirected.headers["location"].startswith("https://redirect.example.com")
+    assert redirected.headers["location"].endswith("/some/path?q=1")
+    for name in ("none", "unset", "allow", "redirect"):
+        assert get(router.https_port, f"{name}.example.com", tls=True).status == 200
+
+
+def test_passthrough_reaches_the_backend_tls(router: Router, backends) -> None:
+    backend_cert = certs.issue(BACKEND_CA, ["pass.example.com"])
+    b = backends.make("tlsbackend", "127.0.0.2", tls=backend_cert)
+    router.apply([route_obj("p", "pass.example.com", tls={"termination": "passthrough",
+                                                          "insecureEdgeTerminationPolicy": "Redirect"})],
+                 eps(("svc", b)))
+    r = get(router.https_port, "pass.example.com", "/x", tls=True, ca=BACKEND_CA.cert)
+    assert r.status == 200 and r.backend == "tlsbackend" and r.json["tls"] is True
+    assert cn(r.peer_cert) == "pass.example.com"  # the backend's certificate, not the router's
+    assert "set-cookie" not in r.headers and "x-forwarded-for" not in r.json["headers"]
+    assert get(router.http_port, "pass.example.com").status == 302
+    # Without SNI the connection is terminated by the router (default certificate): no route.
+    nosni = get(router.https_port, "pass.example.com", tls=True, sni=None)
+    assert nosni.status == 503 and cn(nosni.peer_cert) == "default.router.test"
+
+
+def test_reencrypt_verifies_the_backend_certificate(router: Router, backends) -> None:
+    b = backends.make("secure-backend", "127.0.0.2", tls=certs.issue(BACKEND_CA, ["svc.ns.svc"]))
+    leaf = certs.issue(CA, ["re.example.com"])
+    router.apply([
+        route_obj("good", "re.example.com", tls={"termination": "reencrypt", "certificate": leaf.cert,
+                                                 "key": leaf.key, "destinationCACertificate": BACKEND_CA.cert}),
+        route_obj("wrong", "wrong.example.com", tls={"termination": "reencrypt",
+                                                     "destinationCACertificate": CA.cert})],
+        eps(("svc", b)))
+    r = get(router.https_port, "re.example.com", "/r", tls=True, ca=CA.cert)
+    assert r.status == 200 and r.json["tls"] is True and r.json["path"] == "/r"
+    assert get(router.https_port, "wrong.example.com", tls=True).status == 503  # verification fails
+
+
+# --- weights and cookies -----------------------------------------------------------------------------
+
+def test_weights_distribution(router: Router, backends) -> None:
+    a1, a2 = backends.make("a1"), backends.make("a2", "127.0.0.2")
+    b1, z1 = backends.make("b1", "127.0.0.3"), backends.make("z1", "127.0.0.4")
+    # to: a (weight 3, two endpoints); alternates: b (weight 1, one endpoint), z (weight 0).
+    router.apply([route_obj("w", "w.example.com", service="a", weight=3, alternates=[("b", 1), ("z", 0)])],
+                 eps(("a", a1), ("a", a2), ("b", b1), ("z", z1)))
+    n = 400
+    seen = Counter(get(router.http_port, "w.example.com").backend for _ in range(n))  # new connections, no cookie
+    assert seen["z1"] == 0
+    share_a = (seen["a1"] + seen["a2"]) / n
+    assert abs(share_a - 0.75) < 0.06, seen
+    assert abs(seen["a1"] - seen["a2"]) / n < 0.08, seen
+
+
+def test_sticky_cookie_and_disable_cookies(router: Router, backends) -> None:
+    one, two = backends.make("one"), backends.make("two", "127.0.0.2")
+    router.apply([route_obj("sticky", "sticky.example.com"),
+                  route_obj("free", "free.example.com", annotations={ann.DISABLE_COOKIES: "true"}),
+                  route_obj("named", "named.example.com", annotations={ann.COOKIE_NAME: "my_session"})],
+                 eps(("svc", one), ("svc", two)))
+    first = get(router.http_port, "sticky.example.com")
+    cookie = first.headers["set-cookie"].split(";")[0]
+    assert "httponly" in first.headers["set-cookie"].lower()
+    followers = {get(router.http_port, "sticky.example.com", headers={"Cookie": cookie}).backend
+                 for _ in range(20)}
+    assert followers == {first.backend}
+    free = [get(router.http_port, "free.example.com") for _ in range(20)]
+    assert all("set-cookie" not in r.headers for r in free)
+    assert {r.backend for r in free} == {"one", "two"}
+    assert get(router.http_port, "named.example.com").headers["set-cookie"].startswith("my_session=")
+
+
+# --- annotations ------------------------------------------------------------------------------------
+
+def test_timeout_annotation(router: Router, backends) -> None:
+    b = backends.make("slow")
+    router.apply([route_obj("fast", "fast.example.com", annotations={ann.TIMEOUT: "500ms"}),
+                  route_obj("patient", "patient.example.com", annotations={ann.TIMEOUT: "5s"})],
+                 eps(("svc", b)))
+    t0 = time.monotonic()
+    assert get(router.http_port, "fast.example.com", "/sleep/1.5").status == 504
+    assert time.monotonic() - t0 < 1.4
+    assert get(router.http_port, "patient.example.com", "/sleep/1").status == 200
+
+
+def test_ip_allowlist(router: Router, backends) -> None:
+    b = backends.make("b")
+    router.apply([route_obj("allow", "allow.example.com", annotations={ann.IP_ALLOWLIST: "127.0.0.2 10.0.0.0/8"}),
+                  route_obj("legacy", "legacy.example.com", annotations={ann.IP_WHITELIST: "127.0.0.3/32"}),
+                  route_obj("pass", "pass.example.com", tls={"termination": "passthrough"},
+                            annotations={ann.IP_ALLOWLIST: "127.0.0.2"})],
+                 eps(("svc", b)))
+    assert get(router.http_port, "allow.example.com", source="127.0.0.2").status == 200
+    with pytest.raises((http.client.RemoteDisconnected, ConnectionError)):
+        get(router.http_port, "allow.example.com", source="127.0.0.1")
+    assert get(router.http_port, "legacy.example.com", source="127.0.0.3").status == 200
+    with pytest.raises((http.client.RemoteDisconnected, ConnectionError)):
+        get(router.http_port, "legacy.example.com", source="127.0.0.2")
+    # Passthrough: the TCP connection is refused before any TLS byte reaches the backend.
+    with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
+        get(router.https_port, "pass.example.com", tls=True, source="127.0.0.1")
+
+
+def test_rewrite_target(router: Router, backends) -> None:
+    b = backends.make("b")
+    router.apply([route_obj("root", "rw.example.com", path="/app", annotations={ann.REWRITE_TARGET: "/"}),
+                  route_obj("v2", "rw.example.com", path="/old", annotations={ann.REWRITE_TARGET: "/new"}),
+                  route_obj("q", "q.example.com", path="/x", annotations={ann.REWRITE_TARGET: "/it's"})],
+                 eps(("svc", b)))
+    p = router.http_port
+    assert get(p, "rw.example.com", "/app").json["path"] == "/"
+    assert get(p, "rw.example.com", "/app/").json["path"] == "/"
+    assert get(p, "rw.example.com", "/app/a/b?c=1").json["path"] == "/a/b?c=1"
+    assert get(p, "rw.example.com", "/old/thing").json["path"] == "/new/thing"
+    assert get(p, "q.example.com", "/x/y").json["path"] == "/it's/y"
+
+
+def test_rate_limit_connections(router: Router, backends) -> None:
+    b = backends.make("b")
+    router.apply([route_obj("limited", "limited.example.com", annotations={
+        ann.RATE_LIMIT: "true", ann.RATE_LIMIT_RATE_HTTP: "5"}),
+        route_obj("tcprate", "tcprate.example.com", annotations={
+            ann.RATE_LIMIT: "true", ann.RATE_LIMIT_RATE_TCP: "3"}),
+        route_obj("concurrent", "concurrent.example.com", annotations={
+            ann.RATE_LIMIT: "true", ann.RATE_LIMIT_CONCURRENT_TCP: "2"})],
+        eps(("svc", b)))
+
+    def attempt(host: str, path: str = "/") -> int | str:
+        try:
+            return get(router.http_port, host, path).status
+        except (http.client.RemoteDisconnected, ConnectionError):
+            return "rejected"
+
+    # At most 5 requests per 10 s, at most 3 new connections per 3 s.
+    assert [attempt("limited.example.com") for _ in range(8)] == [200] * 5 + ["rejected"] * 3
+    assert [attempt("tcprate.example.com") for _ in range(5)] == [200] * 3 + ["rejected"] * 2
+    # concurrent-tcp counts what is tracked at once: in HTTP mode the tracking lives as long as a
+    # request is in flight (as in OpenShift). Two slow requests in flight: the third is refused.
+    slow_results: list = []
+    slow = [threading.Thread(target=lambda: slow_results.append(attempt("concurrent.example.com", "/sleep/1.5")))
+            for _ in range(2)]
+    for t in slow:
+        t.start()
+    try:
+        time.sleep(0.5)
+        assert attempt("concurrent.example.com") == "rejected"
+    finally:
+        for t in slow:
+            t.join(timeout=10)
+    assert slow_results == [200, 200]
+    assert attempt("concurrent.example.com") == 200
+
+
+def test_metrics_and_health(router: Router, backends) -> None:
+    b = backends.make("b")
+    router.apply([route_obj("m", "m.example.com")], eps(("svc", b)))
+    get(router.http_port, "m.example.com")
+    with urllib.request.urlopen(f"http://127.0.0.1:{router.stats_port}/healthz", timeout=5) as r:
+        assert r.status == 200
+    with urllib.request.urlopen(f"http://127.0.0.1:{router.stats_port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    assert "haproxy_process_uptime_seconds" in text
+    assert 'haproxy_backend_http_responses_total{proxy="be_http:ns:m",code="2xx"} 1' in text
+
+
+# --- reload ---------------------------------------------------------------------------------------
+
+def test_reload_only_when_changed_and_under_load_without_failures(router: Router, backends) -> None:
+    one, two = backends.make("one"), backends.make("two", "127.0.0.2")
+    routes = [route_obj("load", "load.example.com")]
+    endpoints = eps(("svc", one), ("svc", two))
+    assert router.apply(routes, endpoints) is True
+    assert router.apply(routes, endpoints) is False  # same input: no reload
+    assert router.haproxy.reloads == 0
+
+    stop = threading.Event()
+    results: Counter = Counter()
+    errors: list[str] = []
+    lock = threading.Lock()
+
+    def new_connections() -> None:
+        while not stop.is_set():
+            try:
+                status = get(router.http_port, "load.example.com", timeout=5).status
+            except Exception as exc:  # noqa: BLE001 (every failure counts)
+                status = f"{type(exc).__name__}: {exc}"
+            with lock:
+                results[status] += 1
+                if status != 200:
+                    errors.append(str(status))
+
+    def keep_alive() -> None:
+        # A client that keeps its connection; when the server closes an idle keep-alive connection
+        # (the old worker finishing after a reload) it reconnects, as every HTTP client does.
+        conn = None
+        while not stop.is_set():
+            try:
+                if conn is None:
+                    conn = connect(router.http_port, "load.example.com", timeout=5)
+                resp = request(conn, "load.example.com")
+                status = resp.status
+                if resp.headers.get("connection", "").lower() == "close":
+                    conn.close()
+                    conn = None
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError) as exc:
+                # Closed while idle before our request was read: safe to retry once.
+                conn = None
+                try:
+                    conn = connect(router.http_port, "load.example.com", timeout=5)
+                    status = request(conn, "load.example.com").status
+                except Exception as exc2:  # noqa: BLE001
+                    status = f"retry failed after {type(exc).__name__}: {type(exc2).__name__}: {exc2}"
+                    conn = None
+            except Exception as exc:  # noqa: BLE001
+                status = f"{type(exc).__name__}: {exc}"
+                conn = None
+            with lock:
+                results[status] += 1
+                if status != 200:
+                    errors.append(str(status))
+        if conn is not None:
+            conn.close()
+
+    threads = [threading.Thread(target=new_connections) for _ in range(3)] + \
+              [threading.Thread(target=keep_alive) for _ in range(2)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(0.5)
+        for i in range(6):
+            # A real change each time: another route (and the endpoint set flips).
+            routes.append(route_obj(f"extra{i}", f"extra{i}.example.com"))
+            assert router.apply(routes, endpoints if i % 2 else eps(("svc", one), ("svc", two), ("other", one)))
+            time.sleep(0.4)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=15)
+    assert router.haproxy.reloads == 6
+    total = sum(results.values())
+    assert total > 200, results
+    assert not errors, f"{len(errors)} failed of {total}: {Counter(errors).most_common(5)}"
+    assert len(router.haproxy.workers()) == 1
