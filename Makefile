@@ -47,7 +47,7 @@ run: deps venv ## set everything up and run the operator (local cluster, or $$KU
 	hack/run-operator.sh
 
 .PHONY: test
-test: deps venv tools test-unit test-conformance test-integration test-dataplane ## run every test tier
+test: deps venv tools test-unit test-conformance test-integration test-dataplane test-e2e ## run every test tier
 
 .PHONY: test-unit
 test-unit: venv ## unit tests (pure code)
@@ -64,6 +64,12 @@ test-integration: venv tools ## the operator against the real control plane
 .PHONY: test-dataplane
 test-dataplane: deps venv ## redirect agent data path: real packets in network namespaces (root)
 	$(PYTEST) tests/dataplane -m dataplane
+
+# kind users run this tier alone (hack/kind-e2e.sh): it needs only the venv and a KUBECONFIG.
+PYTEST_ARGS ?=
+.PHONY: test-e2e
+test-e2e: venv ## end to end: operator from the chart, EgressRouters and Routes with real traffic (docs/e2e.md)
+	$(PYTEST) tests/e2e -m e2e $(PYTEST_ARGS)
 
 .PHONY: bench-agent
 bench-agent: deps venv ## redirect agent throughput and connections/s vs the direct path (root, ~30 s)
