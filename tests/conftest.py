@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 import uuid
-from typing import Iterator
+from typing import Any, Callable, Iterator
 
 import pytest
 
@@ -115,6 +115,18 @@ def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]
     cluster.kubectl("label", "namespace", name, "netshift.io/test=true")
     yield name
     cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+def wait_for(what: str, fn: Callable[[], Any], timeout: float = 120.0, interval: float = 0.3) -> Any:
+    """Poll fn until it returns something truthy; fail naming what was awaited and the last value."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = fn()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
 def free_port() -> int:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import collections
 import concurrent.futures
-import json
 import os
 import pathlib
 import re

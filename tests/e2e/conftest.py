@@ -31,7 +31,7 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from tests.conftest import ROOT, Cluster
+from tests.conftest import ROOT, Cluster, wait_for  # noqa: F401  (wait_for is re-exported to the e2e tests)
 from tests.e2e.extnet import ExternalNetwork, NodeExec
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -42,17 +42,6 @@ SESSION = uuid.uuid4().hex[:6]
 
 # name -> list of seconds, filled by the measurement tests, printed at the end of the session.
 MEASUREMENTS: dict[str, list[float]] = {}
-
-
-def wait_for(what: str, fn: Callable[[], Any], timeout: float = 120.0, interval: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import pytest
 
-from tests.conftest import start_operator, stop_operator
+from tests.conftest import start_operator, stop_operator, wait_for
 
 MANIFESTS = pathlib.Path(__file__).parent / "manifests"
 NAD_CRD = MANIFESTS / "nad-crd.yaml"
@@ -35,17 +35,6 @@ SPEC: dict[str, Any] = {
         "fallbackIP": "192.168.12.50",
     },
 }
-
-
-def wait_for(what: str, fn: Callable[[], Any], timeout: float = 30.0, interval: float = 0.3) -> Any:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
 def get(cluster, kind: str, ns: str, name: str) -> dict | None:

@@ -16,12 +16,13 @@ import json
 import os
 import pathlib
 import subprocess
-import time
 import uuid
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import pytest
 import yaml
+
+from tests.conftest import wait_for
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 NODE_NAME = os.environ.get("NETSHIFT_NODE_NAME", "netshift-node")
@@ -30,17 +31,6 @@ CLUSTER_CIDR = ipaddress.ip_network(os.environ.get("NETSHIFT_CLUSTER_CIDR", "10.
 NAD_CRD = "network-attachment-definitions.k8s.cni.cncf.io"
 
 pytestmark = pytest.mark.timeout(300)
-
-
-def wait_for(what: str, fn: Callable[[], Any], timeout: float = 60.0, interval: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import uuid
 
 import pytest
 
-from tests.conftest import start_operator, stop_operator
+from tests.conftest import start_operator, stop_operator, wait_for
 
 DOMAIN = "apps.it.netshift.test"
 
@@ -70,17 +70,6 @@ def ingress_of(cluster, namespace: str, name: str, router: str) -> dict | None:
                  if e.get("routerName") == router), None)
 
 
-def wait_for(fn, timeout: float = 30.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}; last value: {last!r}")
-
-
 def admitted(cluster, ns, name, router, status="True", reason=None):
     def check():
         entry = ingress_of(cluster, ns, name, router)
@@ -90,7 +79,7 @@ def admitted(cluster, ns, name, router, status="True", reason=None):
         if cond["status"] == status and (reason is None or cond.get("reason") == reason):
             return entry
         return None
-    return wait_for(check, what=f"{ns}/{name} Admitted={status} {reason or ''}")
+    return wait_for(f"{ns}/{name} Admitted={status} {reason or ''}", check, timeout=30.0)
 
 
 def test_host_is_generated_and_route_admitted(cluster, namespace, namespace2, router_name, route_operator):
