@@ -47,7 +47,7 @@ run: deps venv ## set everything up and run the operator (local cluster, or $$KU
 	hack/run-operator.sh
 
 .PHONY: test
-test: deps venv tools test-unit test-conformance test-integration test-dataplane test-e2e ## run every test tier
+test: deps venv tools lint test-unit test-conformance test-integration test-dataplane test-e2e ## run every test tier (and lint)
 
 .PHONY: test-unit
 test-unit: venv ## unit tests (pure code)
