@@ -406,3 +406,29 @@ def test_reload_only_when_changed_and_under_load_without_failures(router: Router
     assert total > 200, results
     assert not errors, f"{len(errors)} failed of {total}: {Counter(errors).most_common(5)}"
     assert len(router.haproxy.workers()) == 1
+
+
+def test_http_header_actions(router: Router, backends) -> None:
+    b = backends.make("b")
+    obj = route_obj("h", "headers.example.com", service="b")
+
+    def item(name: str, value: str | None = None) -> dict:
+        if value is None:
+            return {"name": name, "action": {"type": "Delete"}}
+        return {"name": name, "action": {"type": "Set", "set": {"value": value}}}
+
+    obj["spec"]["httpHeaders"] = {"actions": {
+        "request": [item("X-Seen-Host", "%[req.hdr(host)]"), item("X-Quoted", "it's \"quoted\" # 100%%"),
+                    item("X-Secret")],
+        "response": [item("X-Frame-Options", "DENY"), item("X-Backend-Server", "%[res.hdr(server)]"),
+                     item("Server")]}}
+    router.apply([obj], eps(("b", b)))
+    r = get(router.http_port, "headers.example.com", "/", headers={"X-Secret": "s3cret", "X-Keep": "k"})
+    assert r.status == 200 and r.backend == "b"
+    seen = r.json["headers"]
+    assert seen["x-seen-host"] == "headers.example.com"  # Set, with a dynamic value
+    assert seen["x-quoted"] == "it's \"quoted\" # 100%"
+    assert "x-secret" not in seen and seen["x-keep"] == "k"  # Delete
+    assert r.headers["X-Frame-Options"] == "DENY"  # response Set
+    assert r.headers["X-Backend-Server"].startswith("BaseHTTP")  # evaluated before the Delete below
+    assert r.headers.get("Server") is None  # response Delete

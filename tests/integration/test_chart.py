@@ -123,10 +123,11 @@ ROUTE_RULES = {
     ("route.openshift.io", "routes/status", ("patch",)),
     ("", "events", ("create",)),
 }
-# The router (operator/netshift/router/kube.py) only reads.
+# The router (operator/netshift/router/kube.py) only reads; Secrets for spec.tls.externalCertificate.
 ROUTER_RULES = {
     ("route.openshift.io", "routes", ("list", "watch")),
     ("discovery.k8s.io", "endpointslices", ("list", "watch")),
+    ("", "secrets", ("get", "list", "watch")),
 }
 
 

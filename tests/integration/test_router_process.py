@@ -146,3 +146,69 @@ def test_router_process_serves_admitted_routes_and_follows_endpoints(cluster, na
         one.close()
         two.close()
         shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def test_router_process_external_certificate(cluster, namespace: str, address: str,
+                                             tmp_path: pathlib.Path) -> None:
+    from cryptography.x509.oid import NameOID
+
+    from netshift.router import certs
+
+    router_name = f"itx-{namespace}"[:63]
+    backend = Backend("one", address)
+    run_dir = tempfile.mkdtemp(prefix="nsr-", dir="/tmp")
+    http_port, https_port, stats_port = free_port(), free_port(), free_port()
+    log_path = tmp_path / "router.log"
+    host = f"ext-{namespace}.example.com"
+    ca = certs.make_ca("external CA")
+    leaf = certs.issue(ca, [host])
+    proc = None
+    try:
+        route = route_obj("ext", host, namespace=namespace, target_port="http", admitted=None,
+                          tls={"termination": "edge", "externalCertificate": {"name": "ext-tls"}})
+        del route["metadata"]["uid"], route["metadata"]["creationTimestamp"]
+        apply(cluster, route, namespace)
+        set_status(cluster, namespace, "ext", {"ingress": [{
+            "routerName": router_name, "host": host, "wildcardPolicy": "None",
+            "conditions": [{"type": "Admitted", "status": "True"}]}]})
+        apply(cluster, slice_obj("svc", [address], [("http", backend.port)], namespace=namespace, name="svc-1"),
+              namespace)
+        with open(log_path, "w") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "netshift", "router", "--router-name", router_name,
+                 "--http-port", str(http_port), "--https-port", str(https_port), "--stats-port", str(stats_port),
+                 "--metrics-port", "0", "--bind-address", "127.0.0.1", "--domain", "default.example.com",
+                 "--config-dir", str(tmp_path / "config"), "--run-dir", run_dir, "--threads", "1",
+                 "--reload-interval", "0.2", "--grace-seconds", "2", "--log-format", "plain"],
+                stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "KUBECONFIG": cluster.kubeconfig})
+
+        def served_cn() -> str:
+            r = get(https_port, host, tls=True)
+            assert r.status == 200 and r.backend == "one"
+            return r.peer_cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
+
+        # No Secret yet: the default certificate, and a warning.
+        wait_for(lambda: served_cn() != host, what="the route served with the default certificate")
+        wait_for(lambda: "externalCertificate ext-tls: Secret not found" in log_path.read_text(),
+                 what="the warning about the missing Secret")
+        # The Secret appears: the route's certificate (verified against its CA).
+        crt, key = tmp_path / "tls.crt", tmp_path / "tls.key"
+        crt.write_text(leaf.cert)
+        key.write_text(leaf.key)
+        cluster.kubectl("create", "secret", "tls", "ext-tls", "-n", namespace, f"--cert={crt}", f"--key={key}")
+        wait_for(lambda: served_cn() == host, what="the route served with the Secret's certificate")
+        assert get(https_port, host, tls=True, ca=ca.cert).status == 200
+        # The Secret goes: back to the default certificate.
+        cluster.kubectl("delete", "secret", "ext-tls", "-n", namespace)
+        wait_for(lambda: served_cn() != host, what="the default certificate again")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    except BaseException:
+        print(f"--- router log ---\n{log_path.read_text(errors='replace')[-6000:] if log_path.exists() else ''}")
+        raise
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+        backend.close()
+        shutil.rmtree(run_dir, ignore_errors=True)

@@ -573,6 +573,111 @@ def test_state_full_relist() -> None:
                                   slice_obj("unused", ["10.0.0.2"], [(None, 80)])])
 
 
+# --- spec.httpHeaders.actions ----------------------------------------------------------------------
+
+def _actions(request=(), response=()) -> dict:
+    def item(name, value=None):
+        if value is None:
+            return {"name": name, "action": {"type": "Delete"}}
+        return {"name": name, "action": {"type": "Set", "set": {"value": value}}}
+    return {"actions": {"request": [item(*i) for i in request], "response": [item(*i) for i in response]}}
+
+
+def _with_headers(obj: dict, headers: dict) -> dict:
+    obj["spec"]["httpHeaders"] = headers
+    return obj
+
+
+def test_header_actions_are_parsed_in_order_and_bad_items_dropped() -> None:
+    headers = _actions(request=[("X-A", "1"), ("X-Gone",), ("", "x"), ("X-Nl", "a\nb"), ("X-Empty", "")],
+                       response=[("X-R", "%[res.hdr(server)]")])
+    headers["actions"]["request"].append({"name": "X-Odd", "action": {"type": "Append"}})
+    (r,) = served(_with_headers(route_obj("h", "h.example.com"), headers))
+    assert r.request_headers == (("set", "X-A", "1"), ("del", "X-Gone", ""))
+    assert r.response_headers == (("set", "X-R", "%[res.hdr(server)]"),)
+    (p,) = served(_with_headers(route_obj("p", "p.example.com", tls={"termination": "passthrough"}), headers))
+    assert p.request_headers == () and p.response_headers == ()
+
+
+def test_header_actions_render_in_the_backend_after_forwarded_headers() -> None:
+    headers = _actions(
+        request=[("X-Forwarded-Proto", "custom"), ("X-Client-Cert", "%{+Q}[ssl_c_der,base64]"),
+                 ("X-Host", "%[req.hdr(host),lower]"), ("X-Quote", "it's a \"value\" # with $HOME and 100%%"),
+                 ("User-Agent",)],
+        response=[("X-Frame-Options", "DENY"), ("Server",)])
+    rendered = render(_with_headers(route_obj("h", "h.example.com", tls={"termination": "edge"}), headers))
+    lines = backend(rendered, "be_edge_http:ns:h")
+    ours = [line for line in lines if ("set-header '" in line or "del-header '" in line)
+            and "Forwarded" not in line]
+    assert ours == [
+        "http-request set-header 'X-Client-Cert' '%{+Q}[ssl_c_der,base64]'",
+        "http-request set-header 'X-Host' '%[req.hdr(host),lower]'",
+        "http-request set-header 'X-Quote' 'it'\\''s a \"value\" # with $HOME and 100%%'",
+        "http-request del-header 'User-Agent'",
+        "http-response set-header 'X-Frame-Options' 'DENY'",
+        "http-response del-header 'Server'",
+    ]
+    # The route's own rules come after the router's forwarded headers, so they win.
+    override = lines.index("http-request set-header 'X-Forwarded-Proto' 'custom'")
+    assert override > max(i for i, line in enumerate(lines) if line.startswith("http-request add-header"))
+    assert not [line for line in render(route_obj("n", "n.example.com")).config.splitlines()
+                if "set-header '" in line or "del-header '" in line]
+
+
+# --- spec.tls.externalCertificate --------------------------------------------------------------------
+
+def _secret(name: str, cert: str, key: str, namespace: str = "ns", type_: str = "kubernetes.io/tls") -> dict:
+    import base64
+    enc = {k: base64.b64encode(v.encode()).decode() for k, v in (("tls.crt", cert), ("tls.key", key)) if v}
+    return {"apiVersion": "v1", "kind": "Secret", "type": type_,
+            "metadata": {"name": name, "namespace": namespace}, "data": enc}
+
+
+def test_tls_secret_and_pair_checks() -> None:
+    from netshift.router import secrets as sec
+    other = certs.issue(CA, ["other.example.com"])
+    ok = sec.tls_secret(_secret("s", LEAF.cert + CA.cert, LEAF.key))
+    assert ok.problem == "" and sec.pair_problem(ok.cert, ok.key) == ""
+    assert "type" in sec.tls_secret(_secret("s", LEAF.cert, LEAF.key, type_="Opaque")).problem
+    assert sec.tls_secret(_secret("s", LEAF.cert, "")).problem == "no tls.key"
+    bad_b64 = _secret("s", LEAF.cert, LEAF.key)
+    bad_b64["data"]["tls.crt"] = "%%%"
+    assert "base64" in sec.tls_secret(bad_b64).problem
+    assert "certificate" in sec.pair_problem("garbage", LEAF.key)
+    assert "private key" in sec.pair_problem(LEAF.cert, "garbage")
+    assert "does not match" in sec.pair_problem(LEAF.cert, other.key)
+
+
+def test_external_certificate_from_the_secret_or_the_default() -> None:
+    tls = {"termination": "edge", "externalCertificate": {"name": "web-tls"}}
+    st = RouterState(ROUTER)
+    assert st.apply_route("ADDED", route_obj("ext", "secure.example.com", tls=tls))
+    routes, _ = st.snapshot()
+    assert routes[0].external_certificate == "web-tls" and routes[0].certificate == ""
+    assert st.certificate_problems and "not found" in st.certificate_problems[0]
+    assert "ns/ext" in st.certificate_problems[0]
+    assert not st.apply_secret("ADDED", _secret("unrelated", LEAF.cert, LEAF.key))
+    assert not st.apply_secret("ADDED", _secret("web-tls", LEAF.cert, LEAF.key, namespace="elsewhere"))
+    assert st.apply_secret("ADDED", _secret("web-tls", LEAF.cert, LEAF.key))
+    routes, eps = st.snapshot()
+    assert st.certificate_problems == [] and routes[0].certificate == LEAF.cert
+    rendered = hc.render(routes, eps, SETTINGS)
+    assert rendered.files[hc.CERT_LIST] == "/cfg/certs/ns_ext.pem secure.example.com\n"
+    assert rendered.files["certs/ns_ext.pem"] == LEAF.cert + LEAF.key
+    # Bad content: the route keeps no certificate (HAProxy's default one serves its host).
+    assert st.apply_secret("MODIFIED", _secret("web-tls", LEAF.cert, certs.issue(CA, ["x.example.com"]).key))
+    routes, eps = st.snapshot()
+    assert "does not match" in st.certificate_problems[0] and routes[0].certificate == ""
+    assert hc.render(routes, eps, SETTINGS).files[hc.CERT_LIST] == ""
+    assert st.apply_secret("DELETED", _secret("web-tls", "", ""))
+    assert st.replace_secrets([_secret("web-tls", LEAF.cert, LEAF.key)])
+    assert not st.replace_secrets([_secret("web-tls", LEAF.cert, LEAF.key), _secret("x", LEAF.cert, LEAF.key)])
+    # Only edge and reencrypt routes use it.
+    (p,) = served(route_obj("p", "p.example.com", tls={"termination": "passthrough",
+                                                       "externalCertificate": {"name": "web-tls"}}))
+    assert p.external_certificate == ""
+
+
 # --- haproxy -c ---------------------------------------------------------------------------------
 
 HAPROXY = shutil.which("haproxy") or (shutil.which("haproxy", path="/usr/sbin:/sbin"))
@@ -604,6 +709,10 @@ def test_haproxy_accepts_every_feature(tmp_path: pathlib.Path) -> None:
             ann.RATE_LIMIT_CONCURRENT_TCP: "2"}),
         route_obj("wild", "www.wild.example.com", wildcard=True, alternates=[("b", 50), ("c", 0)]),
         route_obj("empty", "empty.example.com", service="nothing"),
+        _with_headers(route_obj("headers", "headers.example.com", tls={"termination": "reencrypt"}), _actions(
+            request=[("X-Client-Cert", "%{+Q}[ssl_c_der,base64]"), ("X-Host", "%[req.hdr(host),lower]"),
+                     ("X-Quote", "it's a \"value\" # with $HOME, \\ and 100%%"), ("User-Agent",)],
+            response=[("X-Frame-Options", "DENY"), ("X-Echo", "%[res.hdr(server)]"), ("Server",)])),
     ]
     eps = {("ns", "svc"): [Endpoint("127.0.0.1", 8080, "http", "p1"), Endpoint("::1", 8080, "http", "p2")],
            ("ns", "b"): [Endpoint("127.0.0.2", 80, "", "")], ("ns", "c"): [Endpoint("127.0.0.3", 80, "", "")]}

@@ -240,6 +240,22 @@ def _forwarded_headers() -> list[str]:
     ]
 
 
+def header_action_lines(direction: str, actions: Sequence[tuple[str, str, str]]) -> list[str]:
+    """``http-request`` / ``http-response`` rules of ``spec.httpHeaders.actions``, in order.
+
+    Names and values are single-quoted configuration words: nothing in them is special to the
+    configuration parser (spaces, ``#``, ``"``, ``\\``, ``$``), while a value's ``%[...]`` stays a
+    log-format expression HAProxy evaluates per request (the CRD admits only that syntax and ``%%``).
+    """
+    out = []
+    for action, name, value in actions:
+        if action == "set":
+            out.append(f"{direction} set-header {quote(name)} {quote(value)}")
+        else:
+            out.append(f"{direction} del-header {quote(name)}")
+    return out
+
+
 def render_backend(route: ServedRoute, endpoints: Mapping[tuple[str, str], Sequence[Endpoint]],
                    settings: Settings, files: dict[str, str]) -> tuple[list[str], int]:
     """The ``backend`` section of one route, and its number of servers."""
@@ -280,6 +296,9 @@ def render_backend(route: ServedRoute, endpoints: Mapping[tuple[str, str], Seque
             else:
                 pattern = f"^{regex_escape(path)}(.*)$"
             body.append(f"http-request replace-path {quote(pattern)} {quote(opts.rewrite_target + chr(92) + '1')}")
+        # The route's own header actions come after the router's forwarded headers (they may
+        # override them), in the backend as OpenShift does.
+        body += header_action_lines("http-request", route.request_headers)
         if opts.cookies:
             cookie = opts.cookie_name or short_hash(f"{route.namespace}:{route.name}")
             line = f"cookie {cookie} insert indirect nocache httponly"
@@ -288,6 +307,7 @@ def render_backend(route: ServedRoute, endpoints: Mapping[tuple[str, str], Seque
             body.append(line)
         if route.termination in (EDGE, REENCRYPT) and opts.hsts:
             body.append(f"http-response set-header Strict-Transport-Security {quote(opts.hsts)} if {{ ssl_fc }}")
+        body += header_action_lines("http-response", route.response_headers)
     body.append("timeout check 5000ms")
     ssl_opts = ""
     if route.termination == REENCRYPT:

@@ -23,6 +23,8 @@ log = logging.getLogger("netshift.router.kube")
 
 ROUTES_PATH = "/apis/route.openshift.io/v1/routes"
 ENDPOINTSLICES_PATH = "/apis/discovery.k8s.io/v1/endpointslices"
+SECRETS_PATH = "/api/v1/secrets"
+TLS_SECRETS_SELECTOR = [("fieldSelector", "type=kubernetes.io/tls")]
 
 
 def new_api_client() -> client.ApiClient:
@@ -44,9 +46,11 @@ class ListWatch:
     def __init__(self, api: client.ApiClient, path: str, *,
                  on_list: Callable[[list[dict[str, Any]]], None],
                  on_event: Callable[[str, dict[str, Any]], None],
-                 page_size: int = 500, watch_seconds: int = 300) -> None:
+                 page_size: int = 500, watch_seconds: int = 300,
+                 params: list[tuple[str, Any]] | None = None) -> None:
         self.api = api
         self.path = path
+        self.params = list(params or [])  # added to every list and watch (e.g. a field selector)
         self.on_list = on_list
         self.on_event = on_event
         self.page_size = page_size
@@ -54,7 +58,7 @@ class ListWatch:
         self.synced = threading.Event()  # set after the first complete listing
 
     def _get(self, query: list[tuple[str, Any]], stream: bool = False, timeout: Any = 60):
-        resp = self.api.call_api(self.path, "GET", query_params=query, auth_settings=["BearerToken"],
+        resp = self.api.call_api(self.path, "GET", query_params=self.params + query, auth_settings=["BearerToken"],
                                  _preload_content=False, _request_timeout=timeout,
                                  header_params={"Accept": "application/json"})
         return resp[0]

@@ -35,6 +35,10 @@ class ServedRoute:
     destination_ca_certificate: str = ""
     created: str = ""
     uid: str = ""
+    # spec.httpHeaders.actions: (action, header name, value) with action "set" or "del" (value "")
+    request_headers: tuple[tuple[str, str, str], ...] = ()
+    response_headers: tuple[tuple[str, str, str], ...] = ()
+    external_certificate: str = ""  # spec.tls.externalCertificate.name (a Secret in the namespace)
 
     @property
     def key_name(self) -> str:
@@ -51,6 +55,40 @@ class ServedRoute:
     @property
     def services(self) -> list[str]:
         return list(dict.fromkeys(name for name, _ in self.backends))
+
+
+SET, DELETE = "set", "del"
+
+
+def _valid_header_text(text: str) -> bool:
+    # Control characters (a newline above all) would break the configuration's line syntax; the CRD
+    # already refuses them, this only keeps a bad object from reaching HAProxy.
+    return bool(text) and not any(ord(c) < 32 or ord(c) == 127 for c in text)
+
+
+def header_actions(items: Any) -> tuple[tuple[str, str, str], ...]:
+    """``spec.httpHeaders.actions.request`` / ``.response`` as (action, name, value), in order.
+
+    ``Set`` needs a value, ``Delete`` has none; items the CRD would refuse (no name, unknown type,
+    control characters) are dropped. Values stay in HAProxy's log-format syntax (``%[...]``, ``%%``):
+    the CRD admits only that syntax, the renderer quotes them as one configuration word.
+    """
+    out = []
+    for item in items or []:
+        if not isinstance(item, Mapping):
+            continue
+        name = item.get("name") or ""
+        action = item.get("action") or {}
+        kind = action.get("type")
+        if not _valid_header_text(name):
+            continue
+        if kind == "Set":
+            value = (action.get("set") or {}).get("value") or ""
+            if _valid_header_text(value):
+                out.append((SET, name, value))
+        elif kind == "Delete":
+            out.append((DELETE, name, ""))
+    return tuple(out)
 
 
 def admitted_entry(obj: Mapping[str, Any], router_name: str) -> Mapping[str, Any] | None:
@@ -92,6 +130,8 @@ def served_route(obj: Mapping[str, Any], router_name: str) -> ServedRoute | None
     elif policy not in (ALLOW, NONE, REDIRECT):
         policy = NONE
     target_port = (spec.get("port") or {}).get("targetPort")
+    actions = (spec.get("httpHeaders") or {}).get("actions") or {}
+    http_mode = termination != PASSTHROUGH
     wildcard = (entry.get("wildcardPolicy") or spec.get("wildcardPolicy")) == "Subdomain"
     return ServedRoute(
         namespace=meta.get("namespace") or "",
@@ -110,4 +150,8 @@ def served_route(obj: Mapping[str, Any], router_name: str) -> ServedRoute | None
         destination_ca_certificate=tls.get("destinationCACertificate") or "",
         created=meta.get("creationTimestamp") or "",
         uid=meta.get("uid") or "",
+        request_headers=header_actions(actions.get("request")) if http_mode else (),
+        response_headers=header_actions(actions.get("response")) if http_mode else (),
+        external_certificate=((tls.get("externalCertificate") or {}).get("name") or "")
+        if termination in (EDGE, REENCRYPT) else "",
     )

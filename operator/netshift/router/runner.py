@@ -64,6 +64,7 @@ class Router:
         self.dirty = threading.Event()
         self.stop = threading.Event()
         self._last_sync = 0.0
+        self._certificate_problems: list[str] = []
         self.synced_once = threading.Event()
 
     # --- inputs (watch threads) ---------------------------------------------------------------
@@ -90,6 +91,17 @@ class Router:
             if self.state.apply_slice(kind, obj):
                 self.dirty.set()
 
+    def secrets_listed(self, items: list[dict[str, Any]]) -> None:
+        with self.lock:
+            if self.state.replace_secrets(items):
+                self.dirty.set()
+
+    def secret_event(self, kind: str, obj: dict[str, Any]) -> None:
+        self.metrics.events.labels("secrets", kind).inc()
+        with self.lock:
+            if self.state.apply_secret(kind, obj):
+                self.dirty.set()
+
     # --- sync ------------------------------------------------------------------------------------
 
     def sync(self) -> bool:
@@ -98,6 +110,12 @@ class Router:
         with self.lock:
             self.dirty.clear()
             routes, endpoints = self.state.snapshot()
+            problems = list(self.state.certificate_problems)
+        if problems != self._certificate_problems:  # logged when they change, not at every sync
+            for line in problems:
+                if line not in self._certificate_problems:
+                    log.warning("%s", line)
+            self._certificate_problems = problems
         files_dir = self.store.next_dir()
         rendered = haproxy_config.render(routes, endpoints, dataclasses.replace(self.settings, files_dir=files_dir))
         self.metrics.routes.set(len(rendered.backends))
@@ -176,7 +194,8 @@ def default_certificate(path: str | None, config_dir: str, names: list[str]) -> 
 def run(*, router_name: str, settings: haproxy_config.Settings, config_dir: str, haproxy_bin: str,
         metrics_address: str, metrics_port: int, min_interval: float, grace: float,
         shutdown_delay: float = 0.0) -> int:
-    from .kube import ENDPOINTSLICES_PATH, ROUTES_PATH, ListWatch, new_api_client  # noqa: PLC0415
+    from .kube import (ENDPOINTSLICES_PATH, ROUTES_PATH, SECRETS_PATH, TLS_SECRETS_SELECTOR,  # noqa: PLC0415
+                       ListWatch, new_api_client)
 
     metrics = Metrics()
     if metrics_port:
@@ -195,7 +214,11 @@ def run(*, router_name: str, settings: haproxy_config.Settings, config_dir: str,
 
     watches = [ListWatch(new_api_client(), ROUTES_PATH, on_list=router.routes_listed, on_event=router.route_event),
                ListWatch(new_api_client(), ENDPOINTSLICES_PATH, on_list=router.slices_listed,
-                         on_event=router.slice_event)]
+                         on_event=router.slice_event),
+               # spec.tls.externalCertificate: every kubernetes.io/tls Secret (RBAC cannot name them
+               # in advance); only those a served route names affect the configuration.
+               ListWatch(new_api_client(), SECRETS_PATH, on_list=router.secrets_listed,
+                         on_event=router.secret_event, params=TLS_SECRETS_SELECTOR)]
     threads = [threading.Thread(target=w.run, args=(router.stop,), daemon=True, name=f"watch-{i}")
                for i, w in enumerate(watches)]
     for t in threads:

@@ -13,6 +13,7 @@ from typing import Any
 
 from .endpoints import Endpoint, endpoints_from_slices, service_of
 from .routes import ServedRoute, served_route
+from .secrets import TLSSecret, resolve, tls_secret
 
 
 def _key(obj: Mapping[str, Any]) -> tuple[str, str]:
@@ -27,6 +28,8 @@ class RouterState:
         self.slices: dict[tuple[str, str], tuple[tuple[str, str], dict[str, Any]]] = {}
         self._by_service: dict[tuple[str, str], set[tuple[str, str]]] = defaultdict(set)
         self._endpoints: dict[tuple[str, str], list[Endpoint]] = {}
+        self.secrets: dict[tuple[str, str], TLSSecret] = {}
+        self.certificate_problems: list[str] = []  # of the last snapshot
 
     # --- routes -------------------------------------------------------------------------------
 
@@ -96,10 +99,31 @@ class RouterState:
             self._endpoints[service] = cached
         return cached
 
+    # --- TLS secrets (spec.tls.externalCertificate) ---------------------------------------------
+
+    def _secret_used(self, key: tuple[str, str]) -> bool:
+        return any((r.namespace, r.external_certificate) == key for r in self.routes.values())
+
+    def apply_secret(self, event: str, obj: Mapping[str, Any]) -> bool:
+        """ADDED / MODIFIED / DELETED of a TLS Secret; True when a served route names it."""
+        key = _key(obj)
+        old = self.secrets.pop(key, None)
+        new = None if event == "DELETED" else tls_secret(obj)
+        if new is not None:
+            self.secrets[key] = new
+        return old != new and self._secret_used(key)
+
+    def replace_secrets(self, objs: list[Mapping[str, Any]]) -> bool:
+        before = self.secrets
+        self.secrets = {_key(o): tls_secret(o) for o in objs}
+        return any(before.get(k) != self.secrets.get(k) and self._secret_used(k)
+                   for k in set(before) | set(self.secrets))
+
     # --- output ---------------------------------------------------------------------------------
 
     def snapshot(self) -> tuple[list[ServedRoute], dict[tuple[str, str], list[Endpoint]]]:
-        routes = list(self.routes.values())
+        """Served routes (external certificates resolved; problems in ``certificate_problems``)."""
+        routes, self.certificate_problems = resolve(self.routes.values(), self.secrets)
         eps = {}
         for r in routes:
             for svc in r.services:
