@@ -204,16 +204,8 @@ def extended_tls_errors(tls: TLSConfig | None) -> list[str]:
     pool: list[x509.Certificate] | None = None
 
     if tls.ca_certificate:
-        path, redacted = "spec.tls.caCertificate", "redacted ca certificate data"
-        try:
-            pool = parse_certificates(tls.ca_certificate)
-        except PemError as exc:
-            errs.append(invalid(path, redacted, f"failed to parse CA certificate: {exc}"))
-        else:
-            problem = sanitize_errors(tls.ca_certificate)
-            if problem:
-                errs.append(invalid(path, redacted, problem))
-            errs.extend(invalid(path, redacted, e) for e in weak_signature_errors(pool))
+        pool = _ca_field_errors(errs, tls.ca_certificate, "spec.tls.caCertificate",
+                                "redacted ca certificate data", "CA certificate")
 
     leaf = None
     cert_ok = False
@@ -255,14 +247,21 @@ def extended_tls_errors(tls: TLSConfig | None) -> list[str]:
                 errs.append(invalid("spec.tls.key", "redacted key data", problem))
 
     if tls.destination_ca_certificate:
-        path, redacted = "spec.tls.destinationCACertificate", "redacted destination ca certificate data"
-        try:
-            dest = parse_certificates(tls.destination_ca_certificate)
-        except PemError as exc:
-            errs.append(invalid(path, redacted, f"failed to parse destination CA certificate: {exc}"))
-        else:
-            problem = sanitize_errors(tls.destination_ca_certificate)
-            if problem:
-                errs.append(invalid(path, redacted, problem))
-            errs.extend(invalid(path, redacted, e) for e in weak_signature_errors(dest))
+        _ca_field_errors(errs, tls.destination_ca_certificate, "spec.tls.destinationCACertificate",
+                         "redacted destination ca certificate data", "destination CA certificate")
     return errs
+
+
+def _ca_field_errors(errs: list[str], pem: str, path: str, redacted: str,
+                     what: str) -> list[x509.Certificate] | None:
+    """Append the errors of one CA bundle field; return its certificates when they parse."""
+    try:
+        certs = parse_certificates(pem)
+    except PemError as exc:
+        errs.append(invalid(path, redacted, f"failed to parse {what}: {exc}"))
+        return None
+    problem = sanitize_errors(pem)
+    if problem:
+        errs.append(invalid(path, redacted, problem))
+    errs.extend(invalid(path, redacted, e) for e in weak_signature_errors(certs))
+    return certs
