@@ -7,10 +7,7 @@ import logging
 import os
 import sys
 
-
-def _env_int(name: str, default: int) -> int:
-    value = os.environ.get(name)
-    return int(value) if value else default
+from netshift.cliargs import env_int
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -21,9 +18,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--once", action="store_true", help="apply the configuration once and exit")
     p.add_argument("--dry-run", action="store_true",
                    help="validate the config, print the nft script and routes, change nothing")
-    p.add_argument("--health-port", type=int, default=_env_int("NETSHIFT_AGENT_HEALTH_PORT", 9180),
+    p.add_argument("--health-port", type=int, default=env_int("NETSHIFT_AGENT_HEALTH_PORT", 9180),
                    help="port of /readyz and /healthz (default 9180, 0 disables); never redirected")
-    p.add_argument("--metrics-port", type=int, default=_env_int("NETSHIFT_AGENT_METRICS_PORT", 9181),
+    p.add_argument("--metrics-port", type=int, default=env_int("NETSHIFT_AGENT_METRICS_PORT", 9181),
                    help="port of /metrics (default 9181, 0 disables, may equal --health-port); never redirected")
     p.add_argument("--bind-address", default=os.environ.get("NETSHIFT_AGENT_BIND_ADDRESS", ""),
                    help="address of the HTTP endpoints (default: all addresses, both families)")

@@ -6,11 +6,7 @@ import os
 import sys
 
 from netshift import __version__
-
-
-def _env_int(name: str, default: int) -> int:
-    value = os.environ.get(name)
-    return int(value) if value else default
+from netshift.cliargs import env_int
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,9 +22,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="watch only this namespace (repeatable); default: all namespaces "
              "(env NETSHIFT_NAMESPACES, comma separated)",
     )
-    op.add_argument("--metrics-port", type=int, default=_env_int("NETSHIFT_METRICS_PORT", 9102),
+    op.add_argument("--metrics-port", type=int, default=env_int("NETSHIFT_METRICS_PORT", 9102),
                     help="port of the Prometheus /metrics endpoint (default 9102, 0 disables)")
-    op.add_argument("--health-port", type=int, default=_env_int("NETSHIFT_HEALTH_PORT", 8081),
+    op.add_argument("--health-port", type=int, default=env_int("NETSHIFT_HEALTH_PORT", 8081),
                     help="port of the liveness endpoint /healthz (default 8081, 0 disables)")
     op.add_argument("--bind-address", default=os.environ.get("NETSHIFT_BIND_ADDRESS", "0.0.0.0"),
                     help="address the metrics and health endpoints listen on (default 0.0.0.0)")

@@ -6,27 +6,24 @@ import os
 import shutil
 import sys
 
+from netshift.cliargs import env_int
+
 
 def _env(name: str, default: str) -> str:
     return os.environ.get(name) or default
-
-
-def _env_int(name: str, default: int) -> int:
-    value = os.environ.get(name)
-    return int(value) if value else default
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("router", help="run the Route data plane (HAProxy) for one router name")
     p.add_argument("--router-name", default=_env("NETSHIFT_ROUTER_NAME", "default"),
                    help="router name whose admitted Routes are served (env NETSHIFT_ROUTER_NAME; default: default)")
-    p.add_argument("--http-port", type=int, default=_env_int("NETSHIFT_ROUTER_HTTP_PORT", 8080),
+    p.add_argument("--http-port", type=int, default=env_int("NETSHIFT_ROUTER_HTTP_PORT", 8080),
                    help="plain HTTP port (default 8080)")
-    p.add_argument("--https-port", type=int, default=_env_int("NETSHIFT_ROUTER_HTTPS_PORT", 8443),
+    p.add_argument("--https-port", type=int, default=env_int("NETSHIFT_ROUTER_HTTPS_PORT", 8443),
                    help="TLS port: edge, reencrypt and passthrough routes (default 8443)")
-    p.add_argument("--stats-port", type=int, default=_env_int("NETSHIFT_ROUTER_STATS_PORT", 1936),
+    p.add_argument("--stats-port", type=int, default=env_int("NETSHIFT_ROUTER_STATS_PORT", 1936),
                    help="HAProxy's Prometheus exporter (/metrics) and health (/healthz) port (default 1936, 0 disables)")
-    p.add_argument("--metrics-port", type=int, default=_env_int("NETSHIFT_ROUTER_METRICS_PORT", 9103),
+    p.add_argument("--metrics-port", type=int, default=env_int("NETSHIFT_ROUTER_METRICS_PORT", 9103),
                    help="the router process's own metrics (reloads, renders; default 9103, 0 disables)")
     p.add_argument("--bind-address", default=_env("NETSHIFT_ROUTER_BIND_ADDRESS", ""),
                    help="address of the HTTP and HTTPS listeners (default: every IPv4 address)")
@@ -46,9 +43,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--default-destination-ca", default=os.environ.get("NETSHIFT_ROUTER_DEFAULT_DESTINATION_CA"),
                    help="CA bundle verifying reencrypt backends of routes without destinationCACertificate "
                         "(default: the system CAs)")
-    p.add_argument("--threads", type=int, default=_env_int("NETSHIFT_ROUTER_THREADS", 0),
+    p.add_argument("--threads", type=int, default=env_int("NETSHIFT_ROUTER_THREADS", 0),
                    help="HAProxy threads (default: one per CPU)")
-    p.add_argument("--maxconn", type=int, default=_env_int("NETSHIFT_ROUTER_MAXCONN", 0),
+    p.add_argument("--maxconn", type=int, default=env_int("NETSHIFT_ROUTER_MAXCONN", 0),
                    help="HAProxy maxconn (default: HAProxy's, from the file descriptor limit)")
     p.add_argument("--reload-interval", type=float, default=float(_env("NETSHIFT_ROUTER_RELOAD_INTERVAL", "1")),
                    help="minimum seconds between two reloads; changes in between coalesce (default 1)")

@@ -14,10 +14,10 @@ import socket
 import uuid
 from typing import Any
 
-from kubernetes import client, config
+from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from netshift import __version__, metrics
+from netshift import metrics
 from netshift.egressrouter.render import NAD_KIND
 from netshift.models.egressrouter import API_VERSION, KIND, PLURAL
 
@@ -37,19 +37,6 @@ PATHS = {
     "Event": ("/api/v1", "events"),
     KIND: (f"/apis/{API_VERSION}", PLURAL),
 }
-
-
-def new_api_client(pool_size: int = 8) -> client.ApiClient:
-    """An ApiClient from the pod's service account, else from $KUBECONFIG."""
-    cfg = client.Configuration()
-    try:
-        config.load_incluster_config(client_configuration=cfg)
-    except config.ConfigException:
-        config.load_kube_config(client_configuration=cfg)
-    cfg.connection_pool_maxsize = pool_size
-    api = client.ApiClient(cfg)
-    api.user_agent = f"netshift-operator/{__version__}"
-    return api
 
 
 def _now() -> str:

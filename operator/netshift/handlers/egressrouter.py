@@ -23,7 +23,8 @@ from typing import Any, Mapping
 import kopf
 
 from netshift import config
-from netshift.egressrouter.kube import NAD_PLURAL, Kube, new_api_client
+from netshift.egressrouter.kube import NAD_PLURAL, Kube
+from netshift.kubeclient import new_api_client
 from netshift.egressrouter.queue import WorkQueue
 from netshift.egressrouter.reconcile import Reconciler
 from netshift.egressrouter.render import MANAGED_BY, NAD_KIND, RenderSettings
@@ -149,7 +150,7 @@ async def egressrouter_startup(settings: kopf.OperatorSettings, **_: Any) -> Non
     c = CONTROLLER
     cfg = config.current()
     c.executor = concurrent.futures.ThreadPoolExecutor(WORKERS, thread_name_prefix="egressrouter")
-    kube = Kube(new_api_client(pool_size=WORKERS + 2))
+    kube = Kube(new_api_client("operator", pool_size=WORKERS + 2))
     loop = asyncio.get_running_loop()
     try:
         c.discovery.update(await loop.run_in_executor(c.executor, kube.nad_served))

@@ -33,15 +33,10 @@ class KubeRouteApi:
 
     def __init__(self, threads: int = 16) -> None:
         from kubernetes import client
-        from kubernetes import config as kube_config
 
-        cfg = client.Configuration()
-        try:
-            kube_config.load_incluster_config(client_configuration=cfg)
-        except kube_config.ConfigException:
-            kube_config.load_kube_config(client_configuration=cfg)
-        cfg.connection_pool_maxsize = threads
-        self._api = client.CustomObjectsApi(client.ApiClient(cfg))
+        from netshift.kubeclient import new_api_client
+
+        self._api = client.CustomObjectsApi(new_api_client("operator", pool_size=threads))
         self._pool = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="route-api")
 
     async def _call(self, verb: str, resource: str, fn, *args: Any) -> dict[str, Any]:

@@ -13,11 +13,10 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from kubernetes import client, config
+from kubernetes import client
 from kubernetes.client.rest import ApiException
 from kubernetes.watch.watch import iter_resp_lines
 
-from netshift import __version__
 
 log = logging.getLogger("netshift.router.kube")
 
@@ -25,17 +24,6 @@ ROUTES_PATH = "/apis/route.openshift.io/v1/routes"
 ENDPOINTSLICES_PATH = "/apis/discovery.k8s.io/v1/endpointslices"
 SECRETS_PATH = "/api/v1/secrets"
 TLS_SECRETS_SELECTOR = [("fieldSelector", "type=kubernetes.io/tls")]
-
-
-def new_api_client() -> client.ApiClient:
-    cfg = client.Configuration()
-    try:
-        config.load_incluster_config(client_configuration=cfg)
-    except config.ConfigException:
-        config.load_kube_config(client_configuration=cfg)
-    api = client.ApiClient(cfg)
-    api.user_agent = f"netshift-router/{__version__}"
-    return api
 
 
 class Gone(Exception):

@@ -194,8 +194,9 @@ def default_certificate(path: str | None, config_dir: str, names: list[str]) -> 
 def run(*, router_name: str, settings: haproxy_config.Settings, config_dir: str, haproxy_bin: str,
         metrics_address: str, metrics_port: int, min_interval: float, grace: float,
         shutdown_delay: float = 0.0) -> int:
-    from .kube import (ENDPOINTSLICES_PATH, ROUTES_PATH, SECRETS_PATH, TLS_SECRETS_SELECTOR,  # noqa: PLC0415
-                       ListWatch, new_api_client)
+    from netshift.kubeclient import new_api_client  # noqa: PLC0415
+
+    from .kube import ENDPOINTSLICES_PATH, ROUTES_PATH, SECRETS_PATH, TLS_SECRETS_SELECTOR, ListWatch  # noqa: PLC0415
 
     metrics = Metrics()
     if metrics_port:
@@ -212,12 +213,12 @@ def run(*, router_name: str, settings: haproxy_config.Settings, config_dir: str,
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
 
-    watches = [ListWatch(new_api_client(), ROUTES_PATH, on_list=router.routes_listed, on_event=router.route_event),
-               ListWatch(new_api_client(), ENDPOINTSLICES_PATH, on_list=router.slices_listed,
+    watches = [ListWatch(new_api_client("router"), ROUTES_PATH, on_list=router.routes_listed, on_event=router.route_event),
+               ListWatch(new_api_client("router"), ENDPOINTSLICES_PATH, on_list=router.slices_listed,
                          on_event=router.slice_event),
                # spec.tls.externalCertificate: every kubernetes.io/tls Secret (RBAC cannot name them
                # in advance); only those a served route names affect the configuration.
-               ListWatch(new_api_client(), SECRETS_PATH, on_list=router.secrets_listed,
+               ListWatch(new_api_client("router"), SECRETS_PATH, on_list=router.secrets_listed,
                          on_event=router.secret_event, params=TLS_SECRETS_SELECTOR)]
     threads = [threading.Thread(target=w.run, args=(router.stop,), daemon=True, name=f"watch-{i}")
                for i, w in enumerate(watches)]
