@@ -159,11 +159,23 @@ def test_transitions_worth_an_event():
     assert c.transitions(None, pending["conditions"]) == []  # a new router's routine state: no event
     ready = c.compute_status(c.Observation(generation=1, pod=c.PodState(True, "Ready", "ok"),
                                            deployment=DONE_DEPLOYMENT), pending["conditions"], LATER)
-    (t,) = c.transitions(pending["conditions"], ready["conditions"])
-    assert (t.type, t.status, t.warning) == ("Available", "True", False)
+    assert c.transitions(pending["conditions"], ready["conditions"]) == []  # routine: no event
     bad = c.compute_status(c.Observation(generation=2, nad_served=False), ready["conditions"], LATER)
     got = {(t.type, t.status, t.warning) for t in c.transitions(ready["conditions"], bad["conditions"])}
     assert got == {("Available", "False", True), ("Degraded", "True", True)}
+    fixed = c.compute_status(c.Observation(generation=2, pod=c.PodState(True, "Ready", "ok"),
+                                           deployment=DONE_DEPLOYMENT), bad["conditions"], LATER)
+    got = {(t.type, t.status, t.warning) for t in c.transitions(bad["conditions"], fixed["conditions"])}
+    assert got == {("Degraded", "False", False)}  # the end of a problem is news
+
+
+def test_routine_progress():
+    pending = c.compute_status(c.Observation(generation=1, pod=c.PodState(False, "PodPending", "w")), None, NOW)
+    assert c.routine_progress(pending)
+    bad = c.compute_status(c.Observation(generation=1, nad_served=False), None, NOW)
+    ready = c.compute_status(c.Observation(generation=1, pod=c.PodState(True, "Ready", "ok"),
+                                           deployment=DONE_DEPLOYMENT), None, NOW)
+    assert not c.routine_progress(bad) and not c.routine_progress(ready)
 
 
 def test_pod_cannot_be_created():

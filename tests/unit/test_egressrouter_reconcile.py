@@ -2,9 +2,13 @@
 import asyncio
 import copy
 
+import pytest
+from kubernetes.client.rest import ApiException
+
+from netshift.egressrouter import reconcile, repair
 from netshift.egressrouter.queue import WorkQueue
 from netshift.egressrouter.reconcile import Reconciler, contains
-from netshift.egressrouter.render import RenderSettings
+from netshift.egressrouter.render import AGENT_CONFIG_HASH_ANNOTATION, RenderSettings, digest
 
 from ._egressrouter_fixtures import router_obj
 
@@ -32,6 +36,8 @@ class FakeKube:
         self.cache = cache
         self.writes = []
         self.rv = 100
+        self.refuse = {}   # kind -> HTTP status of the API server's answer to applying it
+        self.invalid = set()  # kinds whose rendered object is invalid on its own (dry-run create)
 
     def _stamp(self, obj):
         self.rv += 1
@@ -41,7 +47,10 @@ class FakeKube:
 
     def apply(self, kind, obj):
         self.writes.append(("apply", kind))
+        if kind in self.refuse and (kind, "ns", "egress") in self.cache.children:
+            raise ApiException(status=self.refuse[kind], reason="Invalid")
         stored = self._stamp(obj)
+        stored["metadata"]["uid"] = f"uid-{self.rv}"
         stored.setdefault("spec", {})
         if kind == "Deployment":  # a few server-side defaults
             stored["spec"]["progressDeadlineSeconds"] = 600
@@ -49,7 +58,11 @@ class FakeKube:
         self.cache.children[(kind, "ns", "egress")] = stored
         return stored
 
-    def delete(self, kind, ns, name):
+    def dry_run_create(self, kind, obj):
+        self.writes.append(("dry-run", kind))
+        raise ApiException(status=422 if kind in self.invalid else 409, reason="dry run")
+
+    def delete(self, kind, ns, name, uid=None):
         self.writes.append(("delete", kind))
         self.cache.children.pop((kind, ns, name), None)
 
@@ -66,8 +79,8 @@ class FakeKube:
     def annotate_pod(self, *_):
         self.writes.append(("annotate", "Pod"))
 
-    def post_event(self, *_, **__):
-        self.writes.append(("event", None))
+    def post_event(self, *_, reason, **__):
+        self.writes.append(("event", reason))
 
 
 def make(served=True, **changes):
@@ -76,13 +89,33 @@ def make(served=True, **changes):
     return cache, kube, Reconciler(kube, cache, RenderSettings(), nad_served=lambda: served)
 
 
-def test_first_pass_applies_everything_then_nothing():
+def ready_pod(cache):
+    dep = cache.children[("Deployment", "ns", "egress")]
+    template = dep["spec"]["template"]["metadata"]
+    dep["metadata"]["generation"] = 1
+    dep["status"] = {"observedGeneration": 1, "replicas": 1, "updatedReplicas": 1, "readyReplicas": 1,
+                     "availableReplicas": 1}
+    annotations = {**template["annotations"],
+                   AGENT_CONFIG_HASH_ANNOTATION: digest(cache.children[("ConfigMap", "ns", "egress")]["data"])}
+    cache.pod_list = [{"metadata": {"name": "egress-1", "uid": "p1", "annotations": annotations,
+                                    "creationTimestamp": "2026-01-01T00:00:00Z"},
+                       "spec": {"nodeName": "n1"},
+                       "status": {"conditions": [{"type": "Ready", "status": "True"}],
+                                  "containerStatuses": [{"name": "agent", "state": {"running": {}}}]}}]
+
+
+def test_first_pass_applies_everything_then_one_status_and_no_event():
     cache, kube, rec = make()
-    rec.reconcile("ns", "egress")
+    outcome = rec.reconcile("ns", "egress")
     assert [w for w in kube.writes if w[0] == "apply"] == [
         ("apply", "NetworkAttachmentDefinition"), ("apply", "ConfigMap"), ("apply", "Deployment"),
         ("apply", "Service")]
-    assert ("status", None) in kube.writes
+    assert ("status", None) not in kube.writes  # a routine rollout: held back, looked at again soon
+    assert 0 < outcome.requeue_after <= reconcile.SETTLE_SECONDS
+    ready_pod(cache)
+    rec.reconcile("ns", "egress")
+    assert [w[0] for w in kube.writes].count("status") == 1
+    assert not [w for w in kube.writes if w[0] == "event"]  # the routine path posts no Event
     kube.writes.clear()
     for _ in range(3):
         rec.reconcile("ns", "egress")
@@ -118,7 +151,9 @@ def test_headless_switch_recreates_the_service():
     cache.routers[("ns", "egress")]["spec"]["redirect"] = {
         "redirectRules": [{"destinationIP": "10.0.0.7", "port": 443, "protocol": "TCP"}]}
     rec.reconcile("ns", "egress")
-    assert ("delete", "Service") in kube.writes and ("apply", "Service") in kube.writes
+    assert ("delete", "Service") in kube.writes
+    rec.reconcile("ns", "egress")  # the watch reported the deletion
+    assert ("apply", "Service") in kube.writes
 
 
 def test_invalid_spec_applies_nothing_and_reports():
@@ -128,7 +163,7 @@ def test_invalid_spec_applies_nothing_and_reports():
     status = cache.routers[("ns", "egress")]["status"]
     degraded = next(c for c in status["conditions"] if c["type"] == "Degraded")
     assert degraded["status"] == "True" and degraded["message"].startswith('spec.addresses[0].ip: "10.0.0.5"')
-    assert ("event", None) in kube.writes
+    assert [w[0] for w in kube.writes].count("event") == 1  # a problem is news
 
 
 def test_nad_not_served_applies_nothing():
@@ -173,3 +208,84 @@ def test_recent_writes_yield_to_watch_events():
     assert recent.newest(("Service", "ns", "a"), old) is mine
     recent.observed(("Service", "ns", "a"), mine, deleted=True)  # deleted right after our write
     assert recent.newest(("Service", "ns", "a"), None) is None
+
+
+def test_long_rollout_is_written_after_the_settle_time(monkeypatch):
+    cache, kube, rec = make()
+    monkeypatch.setattr(reconcile, "SETTLE_SECONDS", 0.0)
+    rec.reconcile("ns", "egress")
+    progressing = next(c for c in cache.routers[("ns", "egress")]["status"]["conditions"]
+                       if c["type"] == "Progressing")
+    assert progressing["status"] == "True"
+
+
+def edited_service_refused(status=422):
+    cache, kube, rec = make()
+    rec.reconcile("ns", "egress")
+    svc = cache.children[("Service", "ns", "egress")]
+    svc["spec"]["ports"][0]["port"] = 81  # kubectl edit: the list-map key of a port changed
+    kube.refuse["Service"] = status
+    kube.writes.clear()
+    return cache, kube, rec
+
+
+def test_refused_apply_recreates_the_child_once_valid():
+    cache, kube, rec = edited_service_refused()
+    old_uid = cache.children[("Service", "ns", "egress")]["metadata"]["uid"]
+    rec.reconcile("ns", "egress")
+    assert [w for w in kube.writes if w[0] != "status"] == [
+        ("apply", "Service"), ("dry-run", "Service"), ("delete", "Service"), ("event", "ChildRecreated")]
+    kube.writes.clear()
+    rec.reconcile("ns", "egress")  # the watch reported the deletion: created again
+    assert kube.writes[0] == ("apply", "Service")
+    new = cache.children[("Service", "ns", "egress")]
+    assert new["metadata"]["uid"] != old_uid and new["spec"]["ports"][0]["port"] == 80
+    conditions = (cache.routers[("ns", "egress")].get("status") or {}).get("conditions") or []
+    assert ("Degraded", "True") not in {(c["type"], c["status"]) for c in conditions}
+
+
+def test_a_child_being_deleted_is_waited_for_not_applied():
+    cache, kube, rec = edited_service_refused()
+    cache.children[("Service", "ns", "egress")]["metadata"]["uid"] = "u-old"
+    kube.delete = lambda *a, **k: kube.writes.append(("delete", a[0]))  # still there (finalizers)
+    outcome = rec.reconcile("ns", "egress")
+    kube.writes.clear()
+    assert rec.reconcile("ns", "egress").requeue_after == reconcile.RECREATE_POLL_SECONDS == outcome.requeue_after
+    assert kube.writes == []
+
+
+def test_invalid_rendered_child_is_reported_not_deleted():
+    cache, kube, rec = edited_service_refused()
+    kube.invalid.add("Service")
+    rec.reconcile("ns", "egress")
+    assert ("delete", "Service") not in kube.writes
+    degraded = next(c for c in cache.routers[("ns", "egress")]["status"]["conditions"] if c["type"] == "Degraded")
+    assert (degraded["status"], degraded["reason"]) == ("True", "ApplyFailed")
+
+
+def test_second_refusal_after_a_recreate_is_reported():
+    cache, kube, rec = edited_service_refused()
+    rec.reconcile("ns", "egress")
+    cache.children[("Service", "ns", "egress")] = {"metadata": {"uid": "other"}, "spec": {}}  # refused again
+    kube.writes.clear()
+    assert rec.reconcile("ns", "egress").failed
+    assert ("delete", "Service") not in kube.writes
+
+
+@pytest.mark.parametrize("status, exists, before, want", [
+    (422, True, False, repair.Repair.PROBE),
+    (422, False, False, repair.Repair.REPORT),   # nothing to delete: the rendered object is refused
+    (422, True, True, repair.Repair.REPORT),     # re-created already: do not loop
+    (409, True, False, repair.Repair.REPORT),
+    (500, True, False, repair.Repair.REPORT),
+    (None, True, False, repair.Repair.REPORT),
+])
+def test_repair_policy(status, exists, before, want):
+    assert repair.after_refused_apply(status, exists=exists, recreated_before=before) is want
+
+
+def test_repair_probe():
+    assert repair.after_probe(409) is repair.Repair.RECREATE   # exists, but valid as a new object
+    assert repair.after_probe(None) is repair.Repair.RECREATE
+    assert repair.after_probe(422) is repair.Repair.REPORT
+    assert repair.after_probe(0) is repair.Repair.REPORT       # no answer: never delete blindly

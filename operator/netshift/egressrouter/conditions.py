@@ -272,22 +272,28 @@ class Transition:
 
 def transitions(previous: Sequence[Mapping[str, Any]] | None,
                 current: Sequence[Mapping[str, Any]]) -> list[Transition]:
-    """Changes worth a Kubernetes Event: Available or Degraded flipping, a new Degraded reason, and
-    the first Available=True or Degraded=True. Progressing and a new router's routine
-    Available=False are not news (they would double the writes of every creation)."""
+    """Changes worth a Kubernetes Event: problems and their end. Degraded flipping (either way) or
+    changing its reason while True, and Available turning False. The routine path (a new router
+    becoming Available, Progressing) is not news: an Event per router would be a write per router."""
     prev = {c.get("type"): c for c in previous or []}
     out = []
     for c in current:
-        if c["type"] == PROGRESSING:
-            continue
         old = prev.get(c["type"])
         is_true = c["status"] == "True"
-        if old is None:
-            news = is_true
+        if c["type"] == DEGRADED:
+            news = (is_true and (old is None or old.get("reason") != c["reason"])) or (
+                old is not None and old.get("status") != c["status"])
+        elif c["type"] == AVAILABLE:
+            news = not is_true and old is not None and old.get("status") == "True"
         else:
-            news = old.get("status") != c["status"] or (
-                c["type"] == DEGRADED and is_true and old.get("reason") != c["reason"])
+            news = False
         if news:
             warning = is_true if c["type"] == DEGRADED else not is_true
             out.append(Transition(c["type"], c["status"], c["reason"], c["message"], warning))
     return out
+
+
+def routine_progress(status: Mapping[str, Any]) -> bool:
+    """Whether `status` says "rolling out, nothing wrong" (worth holding back for a few seconds)."""
+    by_type = {c.get("type"): c.get("status") for c in status.get("conditions") or []}
+    return by_type.get(PROGRESSING) == "True" and by_type.get(DEGRADED) == "False"

@@ -90,11 +90,21 @@ class Kube:
             content_type="application/apply-patch+yaml", resource=PATHS[kind][1],
         )
 
-    def delete(self, kind: str, namespace: str, name: str) -> None:
+    def dry_run_create(self, kind: str, obj: dict[str, Any]) -> None:
+        """Raises the API server's refusal of `obj` as a new object (409 if it exists: it is valid)."""
+        self._call("POST", self.path(kind, obj["metadata"]["namespace"]), body=obj,
+                   query=[("dryRun", "All"), ("fieldManager", FIELD_MANAGER)], resource=PATHS[kind][1])
+
+    def delete(self, kind: str, namespace: str, name: str, uid: str | None = None) -> None:
+        """Deletes in the foreground (a Deployment's pods go first: never two pods with one address);
+        `uid`: only that incarnation, not one created meanwhile."""
+        body: dict[str, Any] = {"propagationPolicy": "Foreground"}
+        if uid:
+            body["preconditions"] = {"uid": uid}
         try:
-            self._call("DELETE", self.path(kind, namespace, name), resource=PATHS[kind][1])
+            self._call("DELETE", self.path(kind, namespace, name), body=body, resource=PATHS[kind][1])
         except ApiException as exc:
-            if exc.status != 404:
+            if exc.status not in (404, 409):  # gone, or another incarnation (uid precondition)
                 raise
 
     def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:

@@ -1,8 +1,10 @@
 """The one idempotent reconcile of an EgressRouter.
 
 validate → render → apply the children whose observed state does not already contain the rendered
-state (server-side apply, field manager `netshift`, force) → read the pod → compute the status →
-patch it only if it changed → post Events on transitions.
+state (server-side apply, field manager `netshift`, force; a child the API server refuses to update is
+re-created, see `repair`) → read the pod → compute the status → patch it only if it changed, holding
+back a routine rollout's intermediate status for a few seconds (one status write per change when
+nothing is wrong) → post Events on problems and repairs.
 
 Observed state comes from a cache fed by watch events (kopf indexes, see the handlers), so an
 unchanged router costs no API request at all: no write, and no read either.
@@ -20,10 +22,10 @@ from pydantic import ValidationError
 from netshift import metrics
 from netshift.agent.config import ConfigError, parse_spec
 from netshift.egressrouter import conditions as cond
+from netshift.egressrouter import repair
 from netshift.egressrouter.kube import Kube, error_message
 from netshift.egressrouter.render import (
-    AGENT_CONFIG_HASH_ANNOTATION, CONFIG_HASH_ANNOTATION, NAD_KIND, Children, RenderSettings,
-    is_headless, render,
+    AGENT_CONFIG_HASH_ANNOTATION, CONFIG_HASH_ANNOTATION, NAD_KIND, Children, RenderSettings, render,
 )
 from netshift.egressrouter.validate import Problem, validate
 from netshift.models.egressrouter import KIND, EgressRouter
@@ -31,6 +33,10 @@ from netshift.models.egressrouter import KIND, EgressRouter
 log = logging.getLogger("netshift.egressrouter")
 
 POLL_WAITING_POD_SECONDS = 10.0  # a scheduled pod that is not ready: re-read its events this often
+# A routine rollout (Progressing, not Degraded) is written only if it lasts this long: most routers
+# go straight from nothing to their settled status in one write.
+SETTLE_SECONDS = 20.0
+RECREATE_POLL_SECONDS = 1.0  # a child being deleted for a re-create: look again (the watch is first)
 
 
 class Cache(Protocol):
@@ -136,6 +142,9 @@ class Reconciler:
         self.nad_not_found = nad_not_found  # a 404 on a NAD: discovery was stale
         self.recent = Recent()
         self._nad_epoch_seen: dict[tuple[str, str], int] = {}
+        self._deleting: dict[tuple[str, str, str], str] = {}  # child -> uid deleted for a re-create
+        self._recreated: set[tuple[str, str, str]] = set()    # re-created since its last good apply
+        self._progress_since: dict[tuple[str, str], float] = {}
         self._conditions: dict[tuple[str, str], dict[str, str]] = {}
         self._lock = threading.Lock()
 
@@ -177,13 +186,16 @@ class Reconciler:
         deployment = self._observed("Deployment", namespace, name)
         pod: cond.PodState | None = None
         apply_errors: list[str] = []
+        repairs: list[str] = []
         summary = ""
         requeue: float | None = None
 
         if router is not None and not problems and nad_served:
             children = render(router, self.settings)
             try:
-                deployment, apply_errors = self._apply_children(key, children, deployment)
+                deployment, apply_errors, repairs = self._apply_children(key, children, deployment)
+                if any(child[1:] == key for child in self._deleting):
+                    requeue = RECREATE_POLL_SECONDS
             except _NadNotServed:
                 self.nad_not_found()
                 nad_served = False
@@ -206,15 +218,21 @@ class Reconciler:
                                summary=summary)
         previous = (body.get("status") or {}).get("conditions") or []
         status = cond.compute_status(obs, previous, _now())
-        if cond.status_differs(body.get("status"), status):
+        hold = self._hold(key, status) if cond.status_differs(body.get("status"), status) else None
+        if hold:
+            requeue = min(requeue or hold, hold)
+        elif hold is not None:
             log.info("status of EgressRouter %s/%s: %s", namespace, name, ", ".join(
                 f"{c['type']}={c['status']} ({c['reason']}: {c['message']})" for c in status["conditions"]))
             written = self.kube.patch_status(namespace, name, status)
             self.recent.remember((KIND, *key), written)
+            self._progress_since.pop(key, None)
             for t in cond.transitions(previous, status["conditions"]):
                 self.kube.post_event(dict(body), reason=t.reason, warning=t.warning,
                                      message=f"{t.type}={t.status}: {t.message}" if t.message
                                      else f"{t.type}={t.status}")
+        for message in repairs:
+            self.kube.post_event(dict(body), reason="ChildRecreated", warning=True, message=message)
         self._count_conditions(key, status["conditions"])
 
         if apply_errors:
@@ -227,35 +245,87 @@ class Reconciler:
     def _observed(self, kind: str, namespace: str, name: str) -> Mapping[str, Any] | None:
         return self.recent.newest((kind, namespace, name), self.cache.child(kind, namespace, name))
 
-    def _apply_children(self, key: tuple[str, str], children: Children,
-                        deployment: Mapping[str, Any] | None) -> tuple[Mapping[str, Any] | None, list[str]]:
+    def _apply_children(self, key: tuple[str, str], children: Children, deployment: Mapping[str, Any] | None
+                        ) -> tuple[Mapping[str, Any] | None, list[str], list[str]]:
+        """Applies what differs; returns the Deployment as now known, apply errors, repairs made."""
         namespace, name = key
         errors: list[str] = []
+        repairs: list[str] = []
         epoch = self.nad_epoch()
         for kind, desired in children.items():
+            child = (kind, namespace, name)
             observed = self._observed(kind, namespace, name)
+            if self._still_deleting(child, observed):
+                continue
             if kind == NAD_KIND and self._nad_epoch_seen.get(key, 0) != epoch:
                 observed = None  # NADs were just (re)served: the cache may predate the CRD
             if observed is not None and contains(desired, observed):
                 continue
+            if repair.recreate_first(kind, observed, desired):
+                self._recreate(child, observed)
+                continue
             try:
-                if kind == "Service" and observed is not None and is_headless(observed) != is_headless(desired):
-                    # clusterIP is immutable: switching to/from headless needs a new Service
-                    self.kube.delete("Service", namespace, name)
                 applied = self.kube.apply(kind, desired)
             except Exception as exc:  # noqa: BLE001 (reported in Degraded, retried with backoff)
                 if kind == NAD_KIND and getattr(exc, "status", None) == 404:
                     raise _NadNotServed() from exc
-                errors.append(f"applying {kind} {namespace}/{name} failed: {error_message(exc)}")
+                refusal = f"applying {kind} {namespace}/{name} failed: {error_message(exc)}"
+                if self._repair(child, desired, observed, exc):
+                    repairs.append(f"{refusal}; deleted it to re-create it")
+                else:
+                    errors.append(refusal)
                 continue
             metrics.CHILDREN_APPLIED.labels(kind=KIND, child=kind).inc()
-            self.recent.remember((kind, namespace, name), applied)
+            self.recent.remember(child, applied)
+            self._recreated.discard(child)
             if kind == NAD_KIND:
                 self._nad_epoch_seen[key] = epoch
             if kind == "Deployment":
                 deployment = applied
             log.info("applied %s %s/%s", kind, namespace, name)
-        return deployment, errors
+        return deployment, errors, repairs
+
+    def _repair(self, child: tuple[str, str, str], desired: dict[str, Any],
+                observed: Mapping[str, Any] | None, exc: Exception) -> bool:
+        """Re-creates the child if the policy says so (see `repair`); whether it did."""
+        action = repair.after_refused_apply(getattr(exc, "status", None), exists=observed is not None,
+                                            recreated_before=child in self._recreated)
+        if action is repair.Repair.PROBE:
+            try:
+                self.kube.dry_run_create(child[0], desired)
+                action = repair.after_probe(None)
+            except Exception as probe:  # noqa: BLE001 (any answer but 409 means: do not delete)
+                action = repair.after_probe(getattr(probe, "status", 0))
+        if action is not repair.Repair.RECREATE or observed is None:
+            return False
+        self._recreate(child, observed)
+        return True
+
+    def _recreate(self, child: tuple[str, str, str], observed: Mapping[str, Any]) -> None:
+        uid = str((observed.get("metadata") or {}).get("uid") or "")
+        log.warning("deleting %s %s/%s to re-create it", *child)
+        self.kube.delete(*child, uid=uid or None)
+        self._deleting[child] = uid
+        self._recreated.add(child)
+        self.recent.remember(child, None)
+
+    def _still_deleting(self, child: tuple[str, str, str], observed: Mapping[str, Any] | None) -> bool:
+        """Whether the incarnation deleted for a re-create is still there (then wait for it)."""
+        uid = self._deleting.get(child)
+        if uid is None:
+            return False
+        if observed is not None and (observed.get("metadata") or {}).get("uid") == uid:
+            return True
+        del self._deleting[child]
+        return False
+
+    def _hold(self, key: tuple[str, str], status: Mapping[str, Any]) -> float:
+        """Seconds to hold back writing `status` (0: write it now)."""
+        if not cond.routine_progress(status):
+            self._progress_since.pop(key, None)
+            return 0.0
+        since = self._progress_since.setdefault(key, time.monotonic())
+        return max(0.0, since + SETTLE_SECONDS - time.monotonic())
 
     def _nudge_pods(self, namespace: str, pods: Iterable[Mapping[str, Any]], children: Children) -> None:
         """Make the kubelet refresh the mounted agent config now (see render.AGENT_CONFIG_HASH_ANNOTATION).
@@ -280,6 +350,10 @@ class Reconciler:
         self.recent.forget_router(namespace, name)
         with self._lock:
             self._nad_epoch_seen.pop((namespace, name), None)
+            self._progress_since.pop((namespace, name), None)
+            for child in [c for c in (*self._deleting, *self._recreated) if c[1:] == (namespace, name)]:
+                self._deleting.pop(child, None)
+                self._recreated.discard(child)
             old = self._conditions.pop((namespace, name), None)
         for type_, status in (old or {}).items():
             metrics.CONDITIONS.labels(kind=KIND, type=type_, status=status).dec()

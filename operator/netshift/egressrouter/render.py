@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from typing import Any
+from typing import Any, Mapping
 
 from netshift.models.egressrouter import API_VERSION, KIND, EgressRouter
 
@@ -285,7 +285,7 @@ def build_service(router: EgressRouter) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "Service", "metadata": _meta(router), "spec": spec}
 
 
-def is_headless(service: dict[str, Any]) -> bool:
+def is_headless(service: Mapping[str, Any]) -> bool:
     return (service.get("spec") or {}).get("clusterIP") == "None"
 
 
