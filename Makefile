@@ -80,6 +80,11 @@ bench-egressrouter: venv tools ## EgressRouters at scale: COUNT routers (default
 	$(CLUSTER) up
 	$(PY) -m tests.bench.bench_egressrouter --count $(or $(COUNT),1000)
 
+.PHONY: bench-combined
+bench-combined: venv tools ## 1,000 EgressRouters after 10,000 Routes in one operator: its RSS (COUNT, ROUTES)
+	$(CLUSTER) up
+	$(PY) -m tests.bench.bench_egressrouter --count $(or $(COUNT),1000) --routes $(or $(ROUTES),10000)
+
 .PHONY: bench-router
 bench-router: deps venv ## Route data plane: requests/s and p99 through the router vs direct (loopback, ~30 s)
 	$(PY) -m tests.bench.bench_router --rounds 3

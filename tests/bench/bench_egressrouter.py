@@ -1,6 +1,6 @@
 """Benchmark of the EgressRouter controller on the real control plane.
 
-    .venv/bin/python -m tests.bench.bench_egressrouter [--count 1000] [--idle-seconds 60] [--keep]
+    .venv/bin/python -m tests.bench.bench_egressrouter [--count 1000] [--routes 0] [--idle-seconds 60] [--keep]
 
 Creates N EgressRouters (spread over a few namespaces) with `netshift operator` running as a
 subprocess, and reports:
@@ -12,7 +12,8 @@ subprocess, and reports:
   and by the API server (`apiserver_request_total` for the resources involved; all clients, so it
   includes kube-controller-manager's ReplicaSets/pods and the benchmark's own creates and lists);
 - writes per minute while idle after convergence (operator counter and API server), must be 0;
-- the operator's RSS (current and peak).
+- the operator's RSS (current and peak); with `--routes N`, N Routes are created first and admitted
+  by the same operator before the routers are created (both controllers' state in one process).
 Uses $NETSHIFT_TEST_KUBECONFIG, else $KUBECONFIG, else `hack/cluster kubeconfig` (the cluster must
 be up). The NetworkAttachmentDefinition CRD from tests/integration/manifests is applied if missing.
 """
@@ -104,6 +105,38 @@ def rss_kib(pid: int) -> tuple[int, int]:
     return int(fields["VmRSS"].split()[0]), int(fields["VmHWM"].split()[0])
 
 
+def route_status_writes(url: str) -> float:
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        text = resp.read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("netshift_api_requests_total{") and 'resource="routes/status"' in line)
+
+
+def route(ns: str, i: int) -> dict:
+    return {"apiVersion": "route.openshift.io/v1", "kind": "Route",
+            "metadata": {"name": f"r{i:05d}", "namespace": ns, "labels": {"netshift.io/bench": "egressrouter"}},
+            "spec": {"host": f"r{i}.{ns}.bench.netshift.test", "to": {"kind": "Service", "name": "web"}}}
+
+
+def load_routes(custom, namespaces: list[str], count: int, metrics_url: str, timeout: float) -> None:
+    """Creates `count` Routes and waits until the operator has admitted them (status writes stop)."""
+    t0 = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda i: custom.create_namespaced_custom_object(
+            "route.openshift.io", "v1", namespaces[i % len(namespaces)], "routes",
+            route(namespaces[i % len(namespaces)], i)), range(count)))
+    print(f"  {count} Routes created in {time.monotonic() - t0:.1f}s", flush=True)
+    last, quiet_since = -1.0, time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        now = route_status_writes(metrics_url)
+        if now != last:
+            last, quiet_since = now, time.monotonic()
+        elif now >= count and time.monotonic() - quiet_since >= 5:
+            break
+        time.sleep(1)
+    print(f"  Routes admitted after {time.monotonic() - t0:.1f}s ({last:.0f} status writes)", flush=True)
+
+
 def router(ns: str, i: int) -> dict:
     return {
         "apiVersion": f"{GROUP}/{VERSION}", "kind": "EgressRouter",
@@ -125,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--count", type=int, default=1000, help="EgressRouters to create (default 1000)")
     ap.add_argument("--namespaces", type=int, default=10, help="spread over this many namespaces")
+    ap.add_argument("--routes", type=int, default=0,
+                    help="Routes the same operator admits before the routers are created (RSS of both)")
     ap.add_argument("--idle-seconds", type=float, default=60.0, help="idle window after convergence")
     ap.add_argument("--timeout", type=float, default=1800.0, help="give up after this many seconds")
     ap.add_argument("--keep", action="store_true", help="keep the namespaces afterwards")
@@ -178,6 +213,8 @@ def main(argv: list[str] | None = None) -> int:
                     raise SystemExit(f"operator did not start; log: {log.name}")
                 time.sleep(0.5)
         time.sleep(3)  # initial listing done
+        if args.routes:
+            load_routes(custom, namespaces, args.routes, metrics_url, args.timeout)
 
         api0, op0 = apiserver_counts(api), operator_counts(metrics_url)
         print(f"creating {args.count} EgressRouters in {len(namespaces)} namespaces "
@@ -262,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
         per_minute = 60.0 / args.idle_seconds
         n = args.count
         print()
-        print(f"EgressRouters:                         {n}")
+        print(f"EgressRouters:                         {n}" + (f" (and {args.routes} Routes)" if args.routes else ""))
         print(f"create calls finished:                 {t_created:.1f}s")
         print(f"all children exist:                    {t_children:.1f}s")
         print(f"all conditions written:                {t_conditions:.1f}s")

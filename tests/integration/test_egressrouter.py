@@ -8,12 +8,17 @@ from __future__ import annotations
 import json
 import pathlib
 import re
+import signal
 import time
 import urllib.request
 from typing import Any, Callable
 
 import pytest
 
+from netshift import config
+from netshift.egressrouter.reconcile import contains
+from netshift.egressrouter.render import RenderSettings, render
+from netshift.models.egressrouter import EgressRouter
 from tests.conftest import start_operator, stop_operator, wait_for
 
 MANIFESTS = pathlib.Path(__file__).parent / "manifests"
@@ -197,6 +202,111 @@ def test_edited_child_is_repaired_within_seconds(cluster, namespace, er_operator
     patch, repaired = EDITS[kind]
     cluster.kubectl("patch", KINDS[kind], "egress", "-n", namespace, "--type", "merge", "-p", patch)
     wait_for(f"{kind} repaired", lambda: repaired(get(cluster, kind, namespace, "egress")), timeout=10)
+
+
+# -- every kind of child edit, repaired (issue 10) ----------------------------------------------------
+def rendered(cluster, ns: str, name: str) -> dict[str, dict]:
+    """The children as the operator renders them for the router as it is now (same configuration)."""
+    router = get(cluster, "egressrouters.network.operator.openshift.io", ns, name)
+    cfg = config.from_env()
+    settings = RenderSettings(agent_image=cfg.agent_image, agent_image_pull_policy=cfg.agent_image_pull_policy,
+                              default_macvlan_master=cfg.default_macvlan_master)
+    return dict(render(EgressRouter.from_obj(router), settings).items())
+
+
+def owned_copy(cluster, ns: str, kind: str, **spec: Any) -> dict:
+    """A user's replacement of a child: same name, labels and owner, other immutable fields."""
+    obj = rendered(cluster, ns, "egress")[kind]
+    return {**obj, "spec": {**obj["spec"], **spec}}
+
+
+def replace_while_paused(op, cluster, ns: str, kind: str, obj: dict) -> None:
+    """Delete and re-create a child between two reconciles (the operator is stopped meanwhile)."""
+    op.proc.send_signal(signal.SIGSTOP)
+    try:
+        cluster.kubectl("delete", KINDS[kind], "egress", "-n", ns, "--cascade=orphan", "--wait=true")
+        cluster.kubectl("create", "-f", "-", input=json.dumps(obj))
+    finally:
+        op.proc.send_signal(signal.SIGCONT)
+
+
+def json_patch(kind: str, *ops: dict) -> Callable:
+    return lambda op, cluster, ns: cluster.kubectl("patch", KINDS[kind], "egress", "-n", ns, "--type", "json",
+                                                   "-p", json.dumps(list(ops)))
+
+
+def foreign_apply(kind: str, api_version: str, spec: dict, key: str = "spec") -> Callable:
+    """Another field manager takes fields over (kubectl apply --server-side --force-conflicts)."""
+    def edit(op, cluster, ns):
+        obj = {"apiVersion": api_version, "kind": kind, "metadata": {"name": "egress", "namespace": ns},
+               key: spec}
+        cluster.kubectl("apply", "--server-side", "--field-manager=intruder", "--force-conflicts", "-f", "-",
+                        input=json.dumps(obj))
+    return edit
+
+
+CHILD_EDITS: dict[str, tuple[str, Callable]] = {
+    # a list-map key changed by kubectl: applying port 80 back would duplicate the name "tcp-80"
+    "service-port-key": ("Service", json_patch("Service", {"op": "replace", "path": "/spec/ports/0/port",
+                                                           "value": 81})),
+    "service-port-foreign-manager": ("Service", foreign_apply("Service", "v1", {"ports": [
+        {"port": 80, "protocol": "TCP", "targetPort": 9999}]})),
+    # immutable: a headless Service cannot get a cluster IP
+    "service-clusterip-immutable": ("Service", lambda op, cluster, ns: replace_while_paused(
+        op, cluster, ns, "Service", owned_copy(cluster, ns, "Service", clusterIP="None"))),
+    "service-labels-removed": ("Service", lambda op, cluster, ns: cluster.kubectl(
+        "label", "service", "egress", "-n", ns, "app.kubernetes.io/managed-by-", "app.kubernetes.io/name-")),
+    # a container port's key: applying 9180 back would duplicate the port name "health"
+    "deployment-container-port-key": ("Deployment", json_patch("Deployment", {
+        "op": "replace", "path": "/spec/template/spec/containers/0/ports/0/containerPort", "value": 9999})),
+    # immutable: spec.selector of a Deployment a user re-created
+    "deployment-selector-immutable": ("Deployment", lambda op, cluster, ns: replace_while_paused(
+        op, cluster, ns, "Deployment", owned_copy(cluster, ns, "Deployment", selector={"matchLabels": {
+            "app.kubernetes.io/name": "egress-router", "app.kubernetes.io/instance": "egress",
+            "app": "egress-router-cni"}}))),
+    "deployment-annotation-removed": ("Deployment", json_patch("Deployment", {
+        "op": "remove", "path": "/spec/template/metadata/annotations/netshift.io~1config-hash"})),
+    "configmap-key-removed": ("ConfigMap", json_patch("ConfigMap", {"op": "remove",
+                                                                    "path": "/data/egressrouter.json"})),
+    "configmap-labels-removed": ("ConfigMap", lambda op, cluster, ns: cluster.kubectl(
+        "label", "configmap", "egress", "-n", ns, "app.kubernetes.io/managed-by-")),
+    "nad-config-foreign-manager": ("NetworkAttachmentDefinition", foreign_apply(
+        "NetworkAttachmentDefinition", "k8s.cni.cncf.io/v1", {"config": "{}"})),
+    "nad-deleted": ("NetworkAttachmentDefinition", lambda op, cluster, ns: cluster.kubectl(
+        "delete", KINDS["NetworkAttachmentDefinition"], "egress", "-n", ns, "--wait=true")),
+}
+
+
+@pytest.mark.parametrize("edit", list(CHILD_EDITS))
+def test_child_edit_is_repaired_within_seconds(cluster, namespace, er_operator, edit):
+    """The child returns to its rendered state and the edit leaves no trace in the conditions.
+
+    No pods (a quota): the router settles on PodCreateFailed whether or not the cluster has a node,
+    so "no trace" means the same Degraded condition as before the edit, never ApplyFailed.
+    """
+    kind, do_edit = CHILD_EDITS[edit]
+    cluster.kubectl("create", "quota", "no-pods", "--hard=pods=0", "-n", namespace)
+    apply_router(cluster, namespace, "egress", SPEC)
+    before = wait_for("settled", lambda: (d := conditions(cluster, namespace, "egress").get("Degraded"))
+                      and d["reason"] == "PodCreateFailed" and d)
+    desired = rendered(cluster, namespace, "egress")[kind]
+    uid = get(cluster, kind, namespace, "egress")["metadata"]["uid"]
+
+    started = time.monotonic()
+    do_edit(er_operator, cluster, namespace)
+    edited = get(cluster, kind, namespace, "egress")
+    assert edited is None or edited["metadata"]["uid"] != uid or not contains(desired, edited), "no edit made"
+    wait_for(f"{kind} back in its rendered state",
+             lambda: (o := get(cluster, kind, namespace, "egress")) and contains(desired, o), timeout=30)
+    took = time.monotonic() - started
+    print(f"\n{edit}: {kind} repaired in {took:.1f}s")
+    time.sleep(2)  # conditions and events of the repair
+    after = conditions(cluster, namespace, "egress")["Degraded"]
+    assert (after["status"], after["reason"]) == (before["status"], before["reason"])
+    reasons = [e["reason"] for e in cluster.kubectl_json("get", "events", "-n", namespace, "--field-selector",
+                                                         "involvedObject.kind=EgressRouter")["items"]]
+    assert "ApplyFailed" not in reasons
+    assert took < 15
 
 
 def test_two_routers_in_one_namespace(cluster, namespace, er_operator):
