@@ -167,7 +167,7 @@ def test_invalid_spec_applies_nothing_and_reports():
 
 
 def test_nad_not_served_applies_nothing():
-    cache, kube, rec = make(served=False)
+    _cache, kube, rec = make(served=False)
     rec.reconcile("ns", "egress")
     assert [w for w in kube.writes if w[0] == "apply"] == []
 
@@ -184,7 +184,8 @@ def test_contains():
 def test_work_queue_dedupes_and_requeues_dirty_keys():
     async def main():
         q = WorkQueue(base_delay=0.01)
-        q.add("a"); q.add("a"); q.add("b")
+        for key in ("a", "a", "b"):
+            q.add(key)
         assert len(q) == 2
         key = await q.get()
         q.add(key)  # changed while being reconciled

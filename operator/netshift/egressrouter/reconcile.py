@@ -15,7 +15,8 @@ import dataclasses
 import logging
 import threading
 import time
-from typing import Any, Callable, Iterable, Mapping, Protocol
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Protocol
 
 from pydantic import ValidationError
 
@@ -25,7 +26,17 @@ from netshift.egressrouter import conditions as cond
 from netshift.egressrouter import repair
 from netshift.egressrouter.kube import Kube, error_message
 from netshift.egressrouter.render import (
+<<<<<<< HEAD
     AGENT_CONFIG_HASH_ANNOTATION, CONFIG_HASH_ANNOTATION, NAD_KIND, Children, RenderSettings, render,
+=======
+    AGENT_CONFIG_HASH_ANNOTATION,
+    CONFIG_HASH_ANNOTATION,
+    NAD_KIND,
+    Children,
+    RenderSettings,
+    is_headless,
+    render,
+>>>>>>> main
 )
 from netshift.egressrouter.validate import Problem, validate
 from netshift.models.egressrouter import KIND, EgressRouter
@@ -133,7 +144,7 @@ class Outcome:
 class Reconciler:
     def __init__(self, kube: Kube, cache: Cache, settings: RenderSettings,
                  nad_served: Callable[[], bool], nad_epoch: Callable[[], int] = lambda: 0,
-                 nad_not_found: Callable[[], None] = lambda: None) -> None:
+                 nad_not_found: Callable[[], object] = lambda: None) -> None:
         self.kube = kube
         self.cache = cache
         self.settings = settings
@@ -206,7 +217,7 @@ class Reconciler:
                 try:
                     events = self.kube.pod_events(namespace, pod.pod_name, pod.pod_uid)
                     pod = cond.pod_state(pods, children.config_hash, events, deployment)
-                except Exception as exc:  # noqa: BLE001 (events only refine the message)
+                except Exception as exc:
                     log.debug("cannot read events of pod %s/%s: %s", namespace, pod.pod_name, exc)
                 requeue = POLL_WAITING_POD_SECONDS
             if not apply_errors:
@@ -266,7 +277,7 @@ class Reconciler:
                 continue
             try:
                 applied = self.kube.apply(kind, desired)
-            except Exception as exc:  # noqa: BLE001 (reported in Degraded, retried with backoff)
+            except Exception as exc:
                 if kind == NAD_KIND and getattr(exc, "status", None) == 404:
                     raise _NadNotServed() from exc
                 refusal = f"applying {kind} {namespace}/{name} failed: {error_message(exc)}"
@@ -342,7 +353,7 @@ class Reconciler:
                 continue
             try:
                 self.kube.annotate_pod(namespace, meta["name"], {AGENT_CONFIG_HASH_ANNOTATION: want})
-            except Exception as exc:  # noqa: BLE001 (the kubelet's periodic sync catches up anyway)
+            except Exception as exc:
                 log.warning("cannot annotate pod %s/%s: %s", namespace, meta.get("name"), error_message(exc))
 
     # -- bookkeeping --------------------------------------------------------------------------
