@@ -212,7 +212,7 @@ def test_recent_writes_yield_to_watch_events():
 
 
 def test_long_rollout_is_written_after_the_settle_time(monkeypatch):
-    cache, kube, rec = make()
+    cache, _kube, rec = make()
     monkeypatch.setattr(reconcile, "SETTLE_SECONDS", 0.0)
     rec.reconcile("ns", "egress")
     progressing = next(c for c in cache.routers[("ns", "egress")]["status"]["conditions"]

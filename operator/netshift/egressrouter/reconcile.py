@@ -26,17 +26,12 @@ from netshift.egressrouter import conditions as cond
 from netshift.egressrouter import repair
 from netshift.egressrouter.kube import Kube, error_message
 from netshift.egressrouter.render import (
-<<<<<<< HEAD
-    AGENT_CONFIG_HASH_ANNOTATION, CONFIG_HASH_ANNOTATION, NAD_KIND, Children, RenderSettings, render,
-=======
     AGENT_CONFIG_HASH_ANNOTATION,
     CONFIG_HASH_ANNOTATION,
     NAD_KIND,
     Children,
     RenderSettings,
-    is_headless,
     render,
->>>>>>> main
 )
 from netshift.egressrouter.validate import Problem, validate
 from netshift.models.egressrouter import KIND, EgressRouter
@@ -272,7 +267,7 @@ class Reconciler:
                 observed = None  # NADs were just (re)served: the cache may predate the CRD
             if observed is not None and contains(desired, observed):
                 continue
-            if repair.recreate_first(kind, observed, desired):
+            if observed is not None and repair.recreate_first(kind, observed, desired):
                 self._recreate(child, observed)
                 continue
             try:
@@ -305,7 +300,7 @@ class Reconciler:
             try:
                 self.kube.dry_run_create(child[0], desired)
                 action = repair.after_probe(None)
-            except Exception as probe:  # noqa: BLE001 (any answer but 409 means: do not delete)
+            except Exception as probe:
                 action = repair.after_probe(getattr(probe, "status", 0))
         if action is not repair.Repair.RECREATE or observed is None:
             return False

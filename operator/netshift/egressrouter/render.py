@@ -20,12 +20,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-<<<<<<< HEAD
-from typing import Any, Mapping
-=======
 from collections.abc import Mapping
 from typing import Any
->>>>>>> main
 
 from netshift.models.egressrouter import API_VERSION, KIND, EgressRouter
 

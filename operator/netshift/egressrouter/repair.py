@@ -15,7 +15,8 @@ a working child away. One re-create per refusal: if the apply after it fails too
 from __future__ import annotations
 
 import enum
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from netshift.egressrouter.render import is_headless
 
@@ -48,6 +49,6 @@ def after_probe(status: int | None) -> Repair:
     return Repair.RECREATE if status in (None, CONFLICT) else Repair.REPORT
 
 
-def recreate_first(kind: str, observed: Mapping[str, Any] | None, desired: Mapping[str, Any]) -> bool:
+def recreate_first(kind: str, observed: Mapping[str, Any], desired: Mapping[str, Any]) -> bool:
     """Whether the rendered change itself touches an immutable field (known without asking)."""
-    return kind == "Service" and observed is not None and is_headless(observed) != is_headless(desired)
+    return kind == "Service" and is_headless(observed) != is_headless(desired)
