@@ -131,6 +131,14 @@ class _NadNotServed(Exception):
 
 
 @dataclasses.dataclass(frozen=True)
+class _Applied:
+    deployment: Mapping[str, Any] | None  # as now known
+    errors: list[str]                     # apply failures, reported in Degraded
+    repairs: list[str]                    # children deleted to be re-created
+    waiting: bool                         # a child is being deleted for a re-create
+
+
+@dataclasses.dataclass(frozen=True)
 class Outcome:
     requeue_after: float | None = None
     failed: bool = False
@@ -199,8 +207,9 @@ class Reconciler:
         if router is not None and not problems and nad_served:
             children = render(router, self.settings)
             try:
-                deployment, apply_errors, repairs = self._apply_children(key, children, deployment)
-                if any(child[1:] == key for child in self._deleting):
+                applied = self._apply_children(key, children, deployment)
+                deployment, apply_errors, repairs = applied.deployment, applied.errors, applied.repairs
+                if applied.waiting:
                     requeue = RECREATE_POLL_SECONDS
             except _NadNotServed:
                 self.nad_not_found()
@@ -251,17 +260,18 @@ class Reconciler:
     def _observed(self, kind: str, namespace: str, name: str) -> Mapping[str, Any] | None:
         return self.recent.newest((kind, namespace, name), self.cache.child(kind, namespace, name))
 
-    def _apply_children(self, key: tuple[str, str], children: Children, deployment: Mapping[str, Any] | None
-                        ) -> tuple[Mapping[str, Any] | None, list[str], list[str]]:
-        """Applies what differs; returns the Deployment as now known, apply errors, repairs made."""
+    def _apply_children(self, key: tuple[str, str], children: Children,
+                        deployment: Mapping[str, Any] | None) -> _Applied:
         namespace, name = key
         errors: list[str] = []
         repairs: list[str] = []
+        waiting = False
         epoch = self.nad_epoch()
         for kind, desired in children.items():
             child = (kind, namespace, name)
             observed = self._observed(kind, namespace, name)
             if self._still_deleting(child, observed):
+                waiting = True
                 continue
             if kind == NAD_KIND and self._nad_epoch_seen.get(key, 0) != epoch:
                 observed = None  # NADs were just (re)served: the cache may predate the CRD
@@ -269,6 +279,7 @@ class Reconciler:
                 continue
             if observed is not None and repair.recreate_first(kind, observed, desired):
                 self._recreate(child, observed)
+                waiting = True
                 continue
             try:
                 applied = self.kube.apply(kind, desired)
@@ -278,6 +289,7 @@ class Reconciler:
                 refusal = f"applying {kind} {namespace}/{name} failed: {error_message(exc)}"
                 if self._repair(child, desired, observed, exc):
                     repairs.append(f"{refusal}; deleted it to re-create it")
+                    waiting = True
                 else:
                     errors.append(refusal)
                 continue
@@ -289,7 +301,7 @@ class Reconciler:
             if kind == "Deployment":
                 deployment = applied
             log.info("applied %s %s/%s", kind, namespace, name)
-        return deployment, errors, repairs
+        return _Applied(deployment, errors, repairs, waiting)
 
     def _repair(self, child: tuple[str, str, str], desired: dict[str, Any],
                 observed: Mapping[str, Any] | None, exc: Exception) -> bool:
