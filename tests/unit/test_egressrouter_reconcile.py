@@ -111,7 +111,7 @@ def test_first_pass_applies_everything_then_one_status_and_no_event():
         ("apply", "NetworkAttachmentDefinition"), ("apply", "ConfigMap"), ("apply", "Deployment"),
         ("apply", "Service")]
     assert ("status", None) not in kube.writes  # a routine rollout: held back, looked at again soon
-    assert 0 < outcome.requeue_after <= reconcile.SETTLE_SECONDS
+    assert 0 < outcome.requeue_after <= reconcile.MAX_HOLD_SECONDS
     ready_pod(cache)
     rec.reconcile("ns", "egress")
     assert [w[0] for w in kube.writes].count("status") == 1
@@ -211,13 +211,28 @@ def test_recent_writes_yield_to_watch_events():
     assert recent.newest(("Service", "ns", "a"), None) is None
 
 
-def test_long_rollout_is_written_after_the_settle_time(monkeypatch):
+def progressing(cache):
+    return next(c for c in (cache.routers[("ns", "egress")].get("status") or {}).get("conditions") or []
+                if c["type"] == "Progressing")
+
+
+def test_long_rollout_is_written_once_the_deployment_controller_saw_it_and_settle_time_passed(monkeypatch):
     cache, _kube, rec = make()
     monkeypatch.setattr(reconcile, "SETTLE_SECONDS", 0.0)
     rec.reconcile("ns", "egress")
-    progressing = next(c for c in cache.routers[("ns", "egress")]["status"]["conditions"]
-                       if c["type"] == "Progressing")
-    assert progressing["status"] == "True"
+    assert "status" not in cache.routers[("ns", "egress")]  # the Deployment controller lags: held
+    dep = cache.children[("Deployment", "ns", "egress")]
+    dep["metadata"]["generation"] = 1
+    dep["status"] = {"observedGeneration": 1}
+    rec.reconcile("ns", "egress")
+    assert progressing(cache)["status"] == "True"
+
+
+def test_rollout_is_written_after_the_longest_hold(monkeypatch):
+    cache, _kube, rec = make()
+    monkeypatch.setattr(reconcile, "MAX_HOLD_SECONDS", 0.0)
+    rec.reconcile("ns", "egress")
+    assert progressing(cache)["status"] == "True"
 
 
 def edited_service_refused(status=422):

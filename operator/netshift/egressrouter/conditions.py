@@ -168,6 +168,14 @@ def _deployment_done(deployment: Mapping[str, Any] | None) -> bool:
             and status.get("availableReplicas", 0) >= 1)
 
 
+def deployment_observed(deployment: Mapping[str, Any] | None) -> bool:
+    """Whether the Deployment controller has seen the Deployment's current generation."""
+    if not deployment:
+        return False
+    gen = _meta(deployment).get("generation") or 0
+    return bool(gen) and (deployment.get("status") or {}).get("observedGeneration", 0) >= gen
+
+
 def _deployment_ready(deployment: Mapping[str, Any] | None) -> bool:
     return bool(deployment and ((deployment.get("status") or {}).get("readyReplicas") or 0) >= 1)
 

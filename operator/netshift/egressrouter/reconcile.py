@@ -39,9 +39,11 @@ from netshift.models.egressrouter import KIND, EgressRouter
 log = logging.getLogger("netshift.egressrouter")
 
 POLL_WAITING_POD_SECONDS = 10.0  # a scheduled pod that is not ready: re-read its events this often
-# A routine rollout (Progressing, not Degraded) is written only if it lasts this long: most routers
-# go straight from nothing to their settled status in one write.
+# A routine rollout (Progressing, not Degraded) is written only if it lasts SETTLE_SECONDS after the
+# Deployment controller saw the Deployment (at most MAX_HOLD_SECONDS after we did): most routers go
+# straight from nothing to their settled status in one write, also when the controller lags behind.
 SETTLE_SECONDS = 20.0
+MAX_HOLD_SECONDS = 60.0
 RECREATE_POLL_SECONDS = 1.0  # a child being deleted for a re-create: look again (the watch is first)
 
 
@@ -159,6 +161,7 @@ class Reconciler:
         self._deleting: dict[tuple[str, str, str], str] = {}  # child -> uid deleted for a re-create
         self._recreated: set[tuple[str, str, str]] = set()    # re-created since its last good apply
         self._progress_since: dict[tuple[str, str], float] = {}
+        self._observed_since: dict[tuple[str, str], float] = {}  # ... and the Deployment controller saw it
         self._conditions: dict[tuple[str, str], dict[str, str]] = {}
         self._lock = threading.Lock()
 
@@ -233,7 +236,7 @@ class Reconciler:
                                summary=summary)
         previous = (body.get("status") or {}).get("conditions") or []
         status = cond.compute_status(obs, previous, _now())
-        hold = self._hold(key, status) if cond.status_differs(body.get("status"), status) else None
+        hold = self._hold(key, status, deployment) if cond.status_differs(body.get("status"), status) else None
         if hold:
             requeue = min(requeue or hold, hold)
         elif hold is not None:
@@ -241,7 +244,7 @@ class Reconciler:
                 f"{c['type']}={c['status']} ({c['reason']}: {c['message']})" for c in status["conditions"]))
             written = self.kube.patch_status(namespace, name, status)
             self.recent.remember((KIND, *key), written)
-            self._progress_since.pop(key, None)
+            self._forget_progress(key)
             for t in cond.transitions(previous, status["conditions"]):
                 self.kube.post_event(dict(body), reason=t.reason, warning=t.warning,
                                      message=f"{t.type}={t.status}: {t.message}" if t.message
@@ -337,13 +340,21 @@ class Reconciler:
         del self._deleting[child]
         return False
 
-    def _hold(self, key: tuple[str, str], status: Mapping[str, Any]) -> float:
+    def _hold(self, key: tuple[str, str], status: Mapping[str, Any],
+              deployment: Mapping[str, Any] | None) -> float:
         """Seconds to hold back writing `status` (0: write it now)."""
         if not cond.routine_progress(status):
-            self._progress_since.pop(key, None)
+            self._forget_progress(key)
             return 0.0
-        since = self._progress_since.setdefault(key, time.monotonic())
-        return max(0.0, since + SETTLE_SECONDS - time.monotonic())
+        now = time.monotonic()
+        left = self._progress_since.setdefault(key, now) + MAX_HOLD_SECONDS - now
+        if cond.deployment_observed(deployment):
+            left = min(left, self._observed_since.setdefault(key, now) + SETTLE_SECONDS - now)
+        return max(0.0, left)
+
+    def _forget_progress(self, key: tuple[str, str]) -> None:
+        self._progress_since.pop(key, None)
+        self._observed_since.pop(key, None)
 
     def _nudge_pods(self, namespace: str, pods: Iterable[Mapping[str, Any]], children: Children) -> None:
         """Make the kubelet refresh the mounted agent config now (see render.AGENT_CONFIG_HASH_ANNOTATION).
@@ -368,7 +379,7 @@ class Reconciler:
         self.recent.forget_router(namespace, name)
         with self._lock:
             self._nad_epoch_seen.pop((namespace, name), None)
-            self._progress_since.pop((namespace, name), None)
+            self._forget_progress((namespace, name))
             for child in [c for c in (*self._deleting, *self._recreated) if c[1:] == (namespace, name)]:
                 self._deleting.pop(child, None)
                 self._recreated.discard(child)
