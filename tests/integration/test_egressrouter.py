@@ -260,10 +260,9 @@ CHILD_EDITS: dict[str, tuple[str, Callable]] = {
     # a container port's key: applying 9180 back would duplicate the port name "health"
     "deployment-container-port-key": ("Deployment", json_patch("Deployment", {
         "op": "replace", "path": "/spec/template/spec/containers/0/ports/0/containerPort", "value": 9999})),
-    # immutable: spec.selector of a Deployment a user re-created
+    # immutable: spec.selector of a Deployment a user re-created (applying ours would change it)
     "deployment-selector-immutable": ("Deployment", lambda op, cluster, ns: replace_while_paused(
         op, cluster, ns, "Deployment", owned_copy(cluster, ns, "Deployment", selector={"matchLabels": {
-            "app.kubernetes.io/name": "egress-router", "app.kubernetes.io/instance": "egress",
             "app": "egress-router-cni"}}))),
     "deployment-annotation-removed": ("Deployment", json_patch("Deployment", {
         "op": "remove", "path": "/spec/template/metadata/annotations/netshift.io~1config-hash"})),

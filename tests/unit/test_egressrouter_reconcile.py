@@ -305,3 +305,12 @@ def test_repair_probe():
     assert repair.after_probe(None) is repair.Repair.RECREATE
     assert repair.after_probe(422) is repair.Repair.REPORT
     assert repair.after_probe(0) is repair.Repair.REPORT       # no answer: never delete blindly
+
+
+def test_a_headless_service_in_place_of_ours_is_recreated():
+    cache, kube, rec = make()
+    rec.reconcile("ns", "egress")
+    cache.children[("Service", "ns", "egress")]["spec"]["clusterIP"] = "None"  # a user's replacement
+    kube.writes.clear()
+    rec.reconcile("ns", "egress")
+    assert ("delete", "Service") in kube.writes

@@ -278,11 +278,11 @@ class Reconciler:
                 continue
             if kind == NAD_KIND and self._nad_epoch_seen.get(key, 0) != epoch:
                 observed = None  # NADs were just (re)served: the cache may predate the CRD
-            if observed is not None and contains(desired, observed):
-                continue
             if observed is not None and repair.recreate_first(kind, observed, desired):
                 self._recreate(child, observed)
                 waiting = True
+                continue
+            if observed is not None and contains(desired, observed):
                 continue
             try:
                 applied = self.kube.apply(kind, desired)
