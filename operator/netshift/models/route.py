@@ -6,7 +6,9 @@ filled in, unknown fields kept, frozen).
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
+from typing import Any
 
 from pydantic import Field
 
@@ -19,7 +21,7 @@ __all__ = [
     "RouteTargetReference", "RoutePort", "LocalObjectReference", "TLSConfig",
     "RouteSetHTTPHeader", "RouteHTTPHeaderActionUnion", "RouteHTTPHeader",
     "RouteHTTPHeaderActions", "RouteHTTPHeaders",
-    "RouteSpec", "RouteIngressCondition", "RouteIngress", "RouteStatus", "Route",
+    "RouteSpec", "RouteIngressCondition", "RouteIngress", "RouteStatus", "Route", "admitted_condition",
 ]
 
 GROUP = "route.openshift.io"
@@ -171,3 +173,8 @@ class Route(KubeObject):
 
     spec: RouteSpec
     status: RouteStatus | None = None
+
+
+def admitted_condition(entry: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    """The Admitted condition of a ``status.ingress[]`` entry in wire form (a dict), if any."""
+    return next((c for c in (entry or {}).get("conditions") or [] if c.get("type") == ADMITTED), None)

@@ -194,9 +194,8 @@ def default_certificate(path: str | None, config_dir: str, names: list[str]) -> 
 def run(*, router_name: str, settings: haproxy_config.Settings, config_dir: str, haproxy_bin: str,
         metrics_address: str, metrics_port: int, min_interval: float, grace: float,
         shutdown_delay: float = 0.0) -> int:
-    from netshift.kubeclient import new_api_client  # noqa: PLC0415
-
-    from .kube import ENDPOINTSLICES_PATH, ROUTES_PATH, SECRETS_PATH, TLS_SECRETS_SELECTOR, ListWatch  # noqa: PLC0415
+    from netshift.kube import Kube, new_api_client  # noqa: PLC0415
+    from netshift.kube.watch import ListWatch  # noqa: PLC0415
 
     metrics = Metrics()
     if metrics_port:
@@ -213,13 +212,15 @@ def run(*, router_name: str, settings: haproxy_config.Settings, config_dir: str,
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
 
-    watches = [ListWatch(new_api_client("router"), ROUTES_PATH, on_list=router.routes_listed, on_event=router.route_event),
-               ListWatch(new_api_client("router"), ENDPOINTSLICES_PATH, on_list=router.slices_listed,
-                         on_event=router.slice_event),
+    def kube() -> Kube:  # one connection per watch: each holds a streaming request open
+        return Kube(new_api_client("router"), controller="router")
+
+    watches = [ListWatch(kube(), "Route", on_list=router.routes_listed, on_event=router.route_event),
+               ListWatch(kube(), "EndpointSlice", on_list=router.slices_listed, on_event=router.slice_event),
                # spec.tls.externalCertificate: every kubernetes.io/tls Secret (RBAC cannot name them
                # in advance); only those a served route names affect the configuration.
-               ListWatch(new_api_client("router"), SECRETS_PATH, on_list=router.secrets_listed,
-                         on_event=router.secret_event, params=TLS_SECRETS_SELECTOR)]
+               ListWatch(kube(), "Secret", on_list=router.secrets_listed, on_event=router.secret_event,
+                         params=[("fieldSelector", "type=kubernetes.io/tls")])]
     threads = [threading.Thread(target=w.run, args=(router.stop,), daemon=True, name=f"watch-{i}")
                for i, w in enumerate(watches)]
     for t in threads:
