@@ -73,8 +73,8 @@ class Operator:
             text = resp.read().decode()
         return {
             "status_writes": metric_sum(text, "netshift_api_requests_total",
-                                        'resource="routes/status",verb="patch"'),
-            "host_writes": metric_sum(text, "netshift_api_requests_total", 'resource="routes",verb="patch"'),
+                                        'resource="routes/status",verb="PATCH"'),
+            "host_writes": metric_sum(text, "netshift_api_requests_total", 'resource="routes",verb="PATCH"'),
             "evaluated": metric_sum(text, "netshift_route_evaluations_total"),
         }
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from netshift.route.admission import Policy
 from netshift.kube import ApiError
+from netshift.route.admission import Policy
 from netshift.route.controller import RouteAdmissionController
 
 from tests.unit.route_helpers import route_obj

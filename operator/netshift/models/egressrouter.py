@@ -15,8 +15,8 @@ from ._base import ApiModel, KubeObject
 
 __all__ = [
     "GROUP", "VERSION", "API_VERSION", "KIND", "PLURAL",
-    "DEFAULT_MODE", "DEFAULT_MACVLAN_MODE",
-    "EgressRouterMode", "MacvlanMode", "Protocol", "ConditionType", "ConditionStatus",
+    "DEFAULT_MACVLAN_MODE",
+    "EgressRouterMode", "MacvlanMode", "Protocol", "ConditionType",
     "EgressRouterAddress", "MacvlanConfig", "EgressRouterInterface", "L4RedirectRule",
     "RedirectConfig", "EgressRouterSpec", "EgressRouterStatusCondition", "EgressRouterStatus",
     "EgressRouter",
@@ -52,13 +52,6 @@ class ConditionType(StrEnum):
     DEGRADED = "Degraded"
 
 
-class ConditionStatus(StrEnum):
-    TRUE = "True"
-    FALSE = "False"
-    UNKNOWN = "Unknown"
-
-
-DEFAULT_MODE = EgressRouterMode.REDIRECT.value
 DEFAULT_MACVLAN_MODE = MacvlanMode.BRIDGE.value
 
 
@@ -89,11 +82,6 @@ class L4RedirectRule(ApiModel):
     port: int
     protocol: str  # TCP | UDP | SCTP
     target_port: int | None = None
-
-    @property
-    def effective_target_port(self) -> int:
-        """The destination port: ``targetPort``, or ``port`` when it is not set."""
-        return self.target_port or self.port
 
 
 class RedirectConfig(ApiModel):
