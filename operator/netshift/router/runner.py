@@ -16,6 +16,7 @@ import pathlib
 import signal
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
@@ -69,38 +70,21 @@ class Router:
 
     # --- inputs (watch threads) ---------------------------------------------------------------
 
-    def routes_listed(self, items: list[dict[str, Any]]) -> None:
-        with self.lock:
-            if self.state.replace_routes(items):
-                self.dirty.set()
+    def feed(self, resource: str, listed: Callable[[list[Any]], bool],
+             changed: Callable[[str, Any], bool]) -> dict[str, Callable[..., None]]:
+        """The ListWatch callbacks of one resource: a RouterState update under the lock, which
+        marks the configuration dirty when what is served changed."""
+        def on_list(items: list[dict[str, Any]]) -> None:
+            with self.lock:
+                if listed(items):
+                    self.dirty.set()
 
-    def route_event(self, kind: str, obj: dict[str, Any]) -> None:
-        self.metrics.events.labels("routes", kind).inc()
-        with self.lock:
-            if self.state.apply_route(kind, obj):
-                self.dirty.set()
-
-    def slices_listed(self, items: list[dict[str, Any]]) -> None:
-        with self.lock:
-            if self.state.replace_slices(items):
-                self.dirty.set()
-
-    def slice_event(self, kind: str, obj: dict[str, Any]) -> None:
-        self.metrics.events.labels("endpointslices", kind).inc()
-        with self.lock:
-            if self.state.apply_slice(kind, obj):
-                self.dirty.set()
-
-    def secrets_listed(self, items: list[dict[str, Any]]) -> None:
-        with self.lock:
-            if self.state.replace_secrets(items):
-                self.dirty.set()
-
-    def secret_event(self, kind: str, obj: dict[str, Any]) -> None:
-        self.metrics.events.labels("secrets", kind).inc()
-        with self.lock:
-            if self.state.apply_secret(kind, obj):
-                self.dirty.set()
+        def on_event(kind: str, obj: dict[str, Any]) -> None:
+            self.metrics.events.labels(resource, kind).inc()
+            with self.lock:
+                if changed(kind, obj):
+                    self.dirty.set()
+        return {"on_list": on_list, "on_event": on_event}
 
     # --- sync ------------------------------------------------------------------------------------
 
@@ -215,11 +199,12 @@ def run(*, router_name: str, settings: haproxy_config.Settings, config_dir: str,
     def kube() -> Kube:  # one connection per watch: each holds a streaming request open
         return Kube(new_api_client("router"), controller="router")
 
-    watches = [ListWatch(kube(), "Route", on_list=router.routes_listed, on_event=router.route_event),
-               ListWatch(kube(), "EndpointSlice", on_list=router.slices_listed, on_event=router.slice_event),
+    st = router.state
+    watches = [ListWatch(kube(), "Route", **router.feed("routes", st.replace_routes, st.apply_route)),
+               ListWatch(kube(), "EndpointSlice", **router.feed("endpointslices", st.replace_slices, st.apply_slice)),
                # spec.tls.externalCertificate: every kubernetes.io/tls Secret (RBAC cannot name them
                # in advance); only those a served route names affect the configuration.
-               ListWatch(kube(), "Secret", on_list=router.secrets_listed, on_event=router.secret_event,
+               ListWatch(kube(), "Secret", **router.feed("secrets", st.replace_secrets, st.apply_secret),
                          params=[("fieldSelector", "type=kubernetes.io/tls")])]
     threads = [threading.Thread(target=w.run, args=(router.stop,), daemon=True, name=f"watch-{i}")
                for i, w in enumerate(watches)]
