@@ -36,9 +36,8 @@ WORKERS = 8
 NAD_DISCOVERY_SECONDS = 5.0
 SELECTOR = ",".join(f"{k}={v}" for k, v in MANAGED_BY.items())
 # NB: kopf applies these selectors to every watch of these resources in this process.
-CHILD_RESOURCES = {kind: (RESOURCES[kind].group, RESOURCES[kind].version, RESOURCES[kind].plural)
-                   for kind in ("Deployment", "Service", "ConfigMap", NAD_KIND)}
-PODS = ("", "v1", "pods")
+CHILD_RESOURCES = {kind: RESOURCES[kind] for kind in ("Deployment", "Service", "ConfigMap", NAD_KIND)}
+PODS = RESOURCES["Pod"]
 _INDEX = {
     "Deployment": "egressrouter_deployments",
     "Service": "egressrouter_services",

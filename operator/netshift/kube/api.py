@@ -8,12 +8,11 @@ Failed requests raise ``ApiError`` (the API server's status code and message).
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import socket
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from kubernetes import client
 from kubernetes.client.rest import ApiException
@@ -31,8 +30,7 @@ FIELD_MANAGER = "netshift"
 Query = Iterable[tuple[str, Any]]
 
 
-@dataclasses.dataclass(frozen=True)
-class Resource:
+class Resource(NamedTuple):  # kopf's (group, version, plural) too
     group: str  # "" for the core API
     version: str
     plural: str
