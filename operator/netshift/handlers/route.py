@@ -47,7 +47,9 @@ def controller() -> RouteAdmissionController:
 async def route_startup(memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
     ctrl = controller()
     namespaces = list(getattr(memo, "namespaces", None) or [])
-    for body in await ctrl.api.list_routes(namespaces):
+    api = ctrl.api
+    assert isinstance(api, KubeRouteApi)
+    for body in await api.list_routes(namespaces):
         ctrl.observe(body)
     logger.info("route admission: %d routes indexed", len(ctrl.observed))
 
@@ -60,7 +62,7 @@ async def route_event(event: kopf.RawEvent, **_: Any) -> None:
         ctrl.forget(meta.get("uid") or f"{meta.get('namespace')}/{meta.get('name')}")
         ctrl.kick()
     else:
-        ctrl.kick(ctrl.observe(obj))
+        ctrl.kick(ctrl.observe(dict(obj)))
 
 
 # Registered only when enabled: without the Route RBAC the startup LIST would be retried forever.

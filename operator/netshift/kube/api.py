@@ -143,7 +143,7 @@ class Kube:
             if not exc.not_found:
                 raise
 
-    def list(self, kind: str, namespace: str | None = None, query: Query = (),
+    def list_all(self, kind: str, namespace: str | None = None, query: Query = (),
              page_size: int = 500) -> tuple[list[dict[str, Any]], str]:
         """Every object (page by page) and the list's resourceVersion (where a watch starts)."""
         items: list[dict[str, Any]] = []
@@ -177,11 +177,11 @@ class Kube:
                              warning=warning, instance=self.instance)
         try:
             self.request("POST", path("Event", meta["namespace"]), body=event, resource="events")
-        except Exception as exc:  # noqa: BLE001 (an Event is best effort)
+        except Exception as exc:
             log.warning("cannot post event %s on %s/%s: %s", reason, meta.get("namespace"),
                         meta.get("name"), error_message(exc))
 
     def warning_events(self, kind: str, namespace: str, name: str, uid: str | None) -> list[dict[str, Any]]:
         """The Warning events of one object (of this uid, when given)."""
         selector = events.warnings_selector(kind, name, uid)
-        return self.list("Event", namespace, [("fieldSelector", selector)])[0]
+        return self.list_all("Event", namespace, [("fieldSelector", selector)])[0]

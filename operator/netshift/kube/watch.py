@@ -21,9 +21,9 @@ log = logging.getLogger("netshift.kube.watch")
 
 
 class ListWatch:
-    def __init__(self, kube: Kube, kind: str, *,
+    def __init__(self, kube: Kube, kind: str,
                  on_list: Callable[[list[dict[str, Any]]], None],
-                 on_event: Callable[[str, dict[str, Any]], None],
+                 on_event: Callable[[str, dict[str, Any]], None], *,
                  page_size: int = 500, watch_seconds: int = 300, params: Query = ()) -> None:
         self.kube = kube
         self.kind = kind
@@ -35,7 +35,7 @@ class ListWatch:
         self.synced = threading.Event()  # set after the first complete listing
 
     def list(self) -> str:
-        items, rv = self.kube.list(self.kind, None, self.params, self.page_size)
+        items, rv = self.kube.list_all(self.kind, None, self.params, self.page_size)
         self.on_list(items)
         self.synced.set()
         return rv
@@ -71,7 +71,7 @@ class ListWatch:
                 if not exc.gone:
                     log.warning("%s: %s", self.kind, exc)
                     stop.wait(2.0)
-            except Exception as exc:  # noqa: BLE001 (network errors of every kind: start over)
+            except Exception as exc:
                 if stop.is_set():
                     break
                 log.warning("%s: watch failed (%s: %s); listing again", self.kind, type(exc).__name__, exc)

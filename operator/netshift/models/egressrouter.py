@@ -14,12 +14,25 @@ from pydantic import Field
 from ._base import ApiModel, KubeObject
 
 __all__ = [
-    "GROUP", "VERSION", "API_VERSION", "KIND", "PLURAL",
+    "API_VERSION",
     "DEFAULT_MACVLAN_MODE",
-    "EgressRouterMode", "MacvlanMode", "Protocol", "ConditionType",
-    "EgressRouterAddress", "MacvlanConfig", "EgressRouterInterface", "L4RedirectRule",
-    "RedirectConfig", "EgressRouterSpec", "EgressRouterStatusCondition", "EgressRouterStatus",
+    "GROUP",
+    "KIND",
+    "PLURAL",
+    "VERSION",
+    "ConditionType",
     "EgressRouter",
+    "EgressRouterAddress",
+    "EgressRouterInterface",
+    "EgressRouterMode",
+    "EgressRouterSpec",
+    "EgressRouterStatus",
+    "EgressRouterStatusCondition",
+    "L4RedirectRule",
+    "MacvlanConfig",
+    "MacvlanMode",
+    "Protocol",
+    "RedirectConfig",
 ]
 
 GROUP = "network.operator.openshift.io"

@@ -29,10 +29,10 @@ class KubeRouteApi:
     async def list_routes(self, namespaces: list[str]) -> list[dict[str, Any]]:
         """Every route of the watched namespaces (kopf's patterns; all when empty)."""
         exact = [n for n in namespaces if not any(ch in n for ch in "*?[!")]
-        scopes: list[str | None] = exact if namespaces and len(exact) == len(namespaces) else [None]
+        scopes: list[str | None] = [*exact] if namespaces and len(exact) == len(namespaces) else [None]
         items: list[dict[str, Any]] = []
         for ns in scopes:
-            items.extend((await self._run(self.kube.list, KIND, ns))[0])
+            items.extend((await self._run(self.kube.list_all, KIND, ns))[0])
         if namespaces and scopes == [None]:
             items = [i for i in items if watched(i["metadata"]["namespace"], namespaces)]
         return items
@@ -50,10 +50,11 @@ class KubeRouteApi:
             return
         ref = {"metadata": {"name": obs.name, "namespace": obs.namespace}}
         if decision.admitted:
-            event = {"reason": ADMITTED, "message": "route admitted", "warning": False}
+            self._pool.submit(self.kube.post_event, KIND, ref, reason=ADMITTED, message="route admitted",
+                              warning=False)
         else:
-            event = {"reason": decision.reason or "Rejected", "message": decision.message or "", "warning": True}
-        self._pool.submit(self.kube.post_event, KIND, ref, **event)
+            self._pool.submit(self.kube.post_event, KIND, ref, reason=decision.reason or "Rejected",
+                              message=decision.message or "", warning=True)
 
 
 def watched(namespace: str, patterns: list[str]) -> bool:

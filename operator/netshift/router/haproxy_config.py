@@ -265,7 +265,7 @@ def render_backend(route: ServedRoute, endpoints: Mapping[tuple[str, str], Seque
     opts = ann.parse(route.annotation_map)
     servers = route_servers(route, endpoints)
     active_services = sum(1 for s, w in endpoint_weights(
-        route.backends, {s: 1 for s in route.services}).items() if w > 0)
+        route.backends, dict.fromkeys(route.services, 1)).items() if w > 0)
     active_servers = sum(1 for s in servers if s.weight > 0)
     lines = [f"backend {backend_name(route)}"]
     body: list[str] = []
@@ -406,7 +406,7 @@ def render(routes: Iterable[ServedRoute], endpoints: Mapping[tuple[str, str], Se
             continue
         text, count = render_backend(r, endpoints, settings, files)
         backends[name] = count
-        backends_text += [""] + text
+        backends_text += ["", *text]
         key = route_regex(r.host, r.path, r.wildcard)
         if r.termination == Termination.PASSTHROUGH:
             sni_map.append(f"{sni_regex(r.host, r.wildcard)} {name}")
@@ -415,8 +415,8 @@ def render(routes: Iterable[ServedRoute], endpoints: Mapping[tuple[str, str], Se
         if r.termination == HTTP or r.insecure_policy == Insecure.ALLOW:
             http_map.append(f"{key} {name}")
         elif r.insecure_policy == Insecure.REDIRECT:
-            http_map.append(f"{route_regex(r.host, '' if r.termination == Termination.PASSTHROUGH else r.path, r.wildcard)} "
-                            f"{REDIRECT_BACKEND}")
+            path = "" if r.termination == Termination.PASSTHROUGH else r.path
+            http_map.append(f"{route_regex(r.host, path, r.wildcard)} {REDIRECT_BACKEND}")
         if r.decrypts and r.certificate.strip() and r.key.strip():
             sni = f"*.{domain_of(r.host)}" if r.wildcard and domain_of(r.host) else r.host
             if sni not in cert_hosts:  # one certificate per host: the most specific route's

@@ -71,7 +71,8 @@ class Router:
     # --- inputs (watch threads) ---------------------------------------------------------------
 
     def feed(self, resource: str, listed: Callable[[list[Any]], bool],
-             changed: Callable[[str, Any], bool]) -> dict[str, Callable[..., None]]:
+             changed: Callable[[str, Any], bool]) -> tuple[Callable[[list[dict[str, Any]]], None],
+                                                           Callable[[str, dict[str, Any]], None]]:
         """The ListWatch callbacks of one resource: a RouterState update under the lock, which
         marks the configuration dirty when what is served changed."""
         def on_list(items: list[dict[str, Any]]) -> None:
@@ -84,7 +85,7 @@ class Router:
             with self.lock:
                 if changed(kind, obj):
                     self.dirty.set()
-        return {"on_list": on_list, "on_event": on_event}
+        return on_list, on_event
 
     # --- sync ------------------------------------------------------------------------------------
 
@@ -166,7 +167,7 @@ def default_certificate(path: str | None, config_dir: str, names: list[str]) -> 
         else:
             return str(p)
     else:
-        from .certs import self_signed  # noqa: PLC0415
+        from .certs import self_signed
         text = self_signed(names).bundle
         log.info("no default certificate given: using a self-signed one for %s", ", ".join(names))
     fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -178,8 +179,8 @@ def default_certificate(path: str | None, config_dir: str, names: list[str]) -> 
 def run(*, router_name: str, settings: haproxy_config.Settings, config_dir: str, haproxy_bin: str,
         metrics_address: str, metrics_port: int, min_interval: float, grace: float,
         shutdown_delay: float = 0.0) -> int:
-    from netshift.kube import Kube, new_api_client  # noqa: PLC0415
-    from netshift.kube.watch import ListWatch  # noqa: PLC0415
+    from netshift.kube import Kube, new_api_client
+    from netshift.kube.watch import ListWatch
 
     metrics = Metrics()
     if metrics_port:
@@ -200,11 +201,11 @@ def run(*, router_name: str, settings: haproxy_config.Settings, config_dir: str,
         return Kube(new_api_client("router"), controller="router")
 
     st = router.state
-    watches = [ListWatch(kube(), "Route", **router.feed("routes", st.replace_routes, st.apply_route)),
-               ListWatch(kube(), "EndpointSlice", **router.feed("endpointslices", st.replace_slices, st.apply_slice)),
+    watches = [ListWatch(kube(), "Route", *router.feed("routes", st.replace_routes, st.apply_route)),
+               ListWatch(kube(), "EndpointSlice", *router.feed("endpointslices", st.replace_slices, st.apply_slice)),
                # spec.tls.externalCertificate: every kubernetes.io/tls Secret (RBAC cannot name them
                # in advance); only those a served route names affect the configuration.
-               ListWatch(kube(), "Secret", **router.feed("secrets", st.replace_secrets, st.apply_secret),
+               ListWatch(kube(), "Secret", *router.feed("secrets", st.replace_secrets, st.apply_secret),
                          params=[("fieldSelector", "type=kubernetes.io/tls")])]
     threads = [threading.Thread(target=w.run, args=(router.stop,), daemon=True, name=f"watch-{i}")
                for i, w in enumerate(watches)]
