@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 
-from tests.dataplane.topology import DEST_V4, EGRESS_V4, PYTHON, ROUTER_V4, Topology
+from tests.support.topology import DEST_V4, EGRESS_V4, PYTHON, ROUTER_V4, Topology
 
 GOAL = 0.9
 

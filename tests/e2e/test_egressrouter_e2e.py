@@ -20,7 +20,8 @@ import time
 
 import pytest
 
-from tests.e2e.conftest import ER, MEASUREMENTS, NAD, parse_report, wait_for
+from tests.e2e.shared import ER, MEASUREMENTS, NAD, parse_report
+from tests.support.wait import wait_for
 from tests.e2e.extnet import SERVERS
 
 pytestmark = pytest.mark.timeout(900)

@@ -13,7 +13,8 @@ import uuid
 
 import pytest
 
-from tests.conftest import start_operator, stop_operator, wait_for
+from tests.support.cluster import start_operator, stop_operator
+from tests.support.wait import wait_for
 
 DOMAIN = "apps.it.netshift.test"
 
