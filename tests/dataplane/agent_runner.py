@@ -17,7 +17,7 @@ def spec(*rules: tuple, fallback: str | None = None, v4: bool = True, v6: bool =
     """An EgressRouter object; rules are (destination, port, protocol[, targetPort])."""
     addresses = []
     if v4:
-        addresses.append({"ip": "192.0.2.10/24", "gateway": "192.0.2.1"})
+        addresses.append({"ip": "10.250.2.10/24", "gateway": "10.250.2.1"})
     if v6:
         addresses.append({"ip": "2001:db8:a::10/64", "gateway": "2001:db8:a::1"})
     redirect: dict = {"redirectRules": [

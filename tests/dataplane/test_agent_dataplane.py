@@ -44,7 +44,7 @@ def test_tcp_and_udp_redirect_with_and_without_target_port(agent: AgentRunner) -
     assert udp(topo, ROUTER_V4, 5353) == {"reply": f"dest-a {EGRESS_V4} hello"}
 
     # Address with the spec's prefix; host route via the gateway on net1; eth0's default untouched.
-    assert "inet 192.0.2.10/24" in topo.ip(topo.router, "addr", "show", "dev", "net1")
+    assert "inet 10.250.2.10/24" in topo.ip(topo.router, "addr", "show", "dev", "net1")
     v4 = routes(topo, topo.router)
     assert "default via 203.0.113.2 dev eth0" in v4
     assert re.search(rf"^{DEST_V4} via {GATEWAY_V4} dev net1 proto 158", v4, re.M), v4
