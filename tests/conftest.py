@@ -9,11 +9,11 @@ from __future__ import annotations
 import os
 import pathlib
 import uuid
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 
-from tests.support.cluster import CRDS, ROOT, Cluster, started_cluster, start_operator, stop_operator
+from tests.support.cluster import CRDS, ROOT, Cluster, start_operator, started_cluster, stop_operator
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 

@@ -17,21 +17,18 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import json
-import os
 import pathlib
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 import uuid
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from tests.support.cluster import Cluster, existing_cluster, start_operator, stop_operator  # noqa: E402
-from tests.support.metrics import metric_sum, scrape  # noqa: E402
+from tests.support.cluster import Cluster, existing_cluster, start_operator, stop_operator  # noqa: E402 -- after the sys.path set-up above
+from tests.support.metrics import metric_sum, scrape  # noqa: E402 -- after the sys.path set-up above
 
 GROUP, VERSION, PLURAL = "route.openshift.io", "v1", "routes"
 DOMAIN = "bench.netshift.test"

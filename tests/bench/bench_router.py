@@ -25,11 +25,10 @@ import sys
 import tempfile
 import time
 
+from netshift.router.endpoints import Endpoint
 from tests.support.net import free_port
 from tests.support.router_harness import HAPROXY, Router, get
 from tests.support.routes import served_route_obj
-
-from netshift.router.endpoints import Endpoint
 
 HOST = "bench.example.com"
 ORIGIN_ADDRESS = "127.0.0.2"

@@ -54,7 +54,7 @@ class AgentRunner:
             self.write(obj)
         return self.topo.exec(self.topo.router, *self.cmd("--once"), check=check)
 
-    def start(self, obj: dict | None = None, *extra: str) -> "AgentRunner":
+    def start(self, obj: dict | None = None, *extra: str) -> AgentRunner:
         if obj is not None:
             self.write(obj)
         self.proc = self.topo.spawn(self.topo.router, *self.cmd("--poll-seconds", "0.2", *extra),

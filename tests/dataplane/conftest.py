@@ -5,12 +5,13 @@ import os
 import pathlib
 import shutil
 import subprocess
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 
 from tests.dataplane.agent_runner import AgentRunner
 from tests.support.topology import DEST_V4, DEST_V6, FALLBACK_V4, FALLBACK_V6, GATEWAY_V4, Topology
+
 
 @pytest.fixture(scope="session", autouse=True)
 def _requirements() -> None:

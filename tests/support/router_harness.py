@@ -21,13 +21,13 @@ from typing import Any
 
 from cryptography import x509
 
-from tests.support import certs
-from tests.support.net import free_port
 from netshift.router import haproxy_config as hc
 from netshift.router.endpoints import Endpoint
 from netshift.router.haproxy import HAProxy, check
 from netshift.router.routes import served_route
 from netshift.router.store import ConfigStore
+from tests.support import certs
+from tests.support.net import free_port
 
 ROUTER = "default"
 HAPROXY = shutil.which("haproxy") or shutil.which("haproxy", path="/usr/sbin:/sbin")
@@ -37,12 +37,12 @@ HAPROXY = shutil.which("haproxy") or shutil.which("haproxy", path="/usr/sbin:/sb
 
 class _Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    server: "_Server"
+    server: _Server
 
     def log_message(self, *args: Any) -> None:
         pass
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         if self.path.startswith("/sleep/"):
             time.sleep(float(self.path.split("/")[2]))
         self.server.owner.hits += 1
@@ -60,7 +60,7 @@ class _Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 512
-    owner: "Backend"
+    owner: Backend
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         pass  # health checks and aborted clients reset connections: not news

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import time
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 T = TypeVar("T")
 
@@ -22,7 +23,7 @@ def wait_for(what: str, fn: Callable[[], T], timeout: float = 120.0, interval: f
             last = fn()
             if last:
                 return last  # type: ignore[return-value]  # truthy: the awaited value
-        except Exception as exc:  # noqa: BLE001  (reported on timeout)
+        except Exception as exc:
             last = exc
         if time.monotonic() >= deadline:
             detail = f"\n{explain()}" if explain else ""

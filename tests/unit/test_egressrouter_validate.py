@@ -2,7 +2,6 @@
 import pytest
 
 from netshift.egressrouter.validate import validate
-
 from tests.support.egressrouters import router
 
 

@@ -13,13 +13,11 @@ import subprocess
 import pytest
 
 from netshift.router import annotations as ann
-from tests.support import certs
 from netshift.router import haproxy_config as hc
-from netshift.router.endpoints import (Endpoint, endpoint_weights, endpoints_from_slices, select_port,
-                                       service_of)
+from netshift.router.endpoints import Endpoint, endpoint_weights, endpoints_from_slices, select_port, service_of
 from netshift.router.routes import served_route
 from netshift.router.state import RouterState
-
+from tests.support import certs
 from tests.support.routes import ROUTER, served_route_obj, slice_obj
 
 CA = certs.make_ca()
@@ -271,7 +269,7 @@ def test_longest_path_first_and_exact_hosts_before_wildcards() -> None:
 
 
 def test_insecure_policies_and_terminations_in_the_maps() -> None:
-    tls = lambda t, p=None: {"termination": t, **({"insecureEdgeTerminationPolicy": p} if p else {})}  # noqa: E731
+    tls = lambda t, p=None: {"termination": t, **({"insecureEdgeTerminationPolicy": p} if p else {})}
     r = render(served_route_obj("plain", "plain.example.com"),
                served_route_obj("edge-none", "en.example.com", tls=tls("edge")),
                served_route_obj("edge-allow", "ea.example.com", tls=tls("edge", "Allow")),
@@ -280,7 +278,7 @@ def test_insecure_policies_and_terminations_in_the_maps() -> None:
                served_route_obj("re-redirect", "rr.example.com", tls=tls("reencrypt", "Redirect")),
                served_route_obj("pass", "p.example.com", tls=tls("passthrough")),
                served_route_obj("pass-redirect", "pr.example.com", tls=tls("passthrough", "Redirect")))
-    http = dict((v, k) for k, v in map_lines(r, hc.HTTP_MAP))
+    http = {v: k for k, v in map_lines(r, hc.HTTP_MAP)}
     assert lookup(r, hc.HTTP_MAP, "plain.example.com/") == "be_http:ns:plain"
     assert lookup(r, hc.HTTP_MAP, "en.example.com/") is None  # 503
     assert lookup(r, hc.HTTP_MAP, "ea.example.com/") == "be_edge_http:ns:edge-allow"
@@ -416,12 +414,14 @@ def test_server_lines() -> None:
 def test_cookies_by_default_secure_for_tls_and_none_for_passthrough() -> None:
     r = render(served_route_obj("h", "h.example.com"),
                served_route_obj("e", "e.example.com", tls={"termination": "edge"}),
-               served_route_obj("ea", "ea.example.com", tls={"termination": "edge", "insecureEdgeTerminationPolicy": "Allow"}),
-               served_route_obj("re", "re.example.com", tls={"termination": "reencrypt", "insecureEdgeTerminationPolicy": "Redirect"}),
+               served_route_obj("ea", "ea.example.com",
+                                tls={"termination": "edge", "insecureEdgeTerminationPolicy": "Allow"}),
+               served_route_obj("re", "re.example.com",
+                                tls={"termination": "reencrypt", "insecureEdgeTerminationPolicy": "Redirect"}),
                served_route_obj("p", "p.example.com", tls={"termination": "passthrough"}),
                served_route_obj("named", "n.example.com", annotations={ann.COOKIE_NAME: "sticky"}),
                served_route_obj("off", "o.example.com", annotations={ann.DISABLE_COOKIES: "true"}))
-    cookie = lambda name: [line for line in backend(r, name) if line.startswith("cookie ")]  # noqa: E731
+    cookie = lambda name: [line for line in backend(r, name) if line.startswith("cookie ")]
     default_name = hc.short_hash("ns:h")
     assert cookie("be_http:ns:h") == [f"cookie {default_name} insert indirect nocache httponly"]
     assert cookie("be_edge_http:ns:e")[0].endswith("insert indirect nocache httponly secure attr SameSite=None")
@@ -473,7 +473,8 @@ def test_hsts_only_for_edge_and_reencrypt() -> None:
                served_route_obj("re", "r.example.com", tls={"termination": "reencrypt"}, annotations=h),
                served_route_obj("h", "h.example.com", annotations=h),
                served_route_obj("p", "p.example.com", tls={"termination": "passthrough"}, annotations=h))
-    line = "http-response set-header Strict-Transport-Security 'max-age=31536000;includeSubDomains;preload' if { ssl_fc }"
+    line = ("http-response set-header Strict-Transport-Security "
+            "'max-age=31536000;includeSubDomains;preload' if { ssl_fc }")
     assert line in backend(r, "be_edge_http:ns:e") and line in backend(r, "be_secure:ns:re")
     assert not any("Strict-Transport" in x for x in backend(r, "be_http:ns:h") + backend(r, "be_tcp:ns:p"))
 
@@ -564,7 +565,8 @@ def test_state_tracks_routes_and_their_endpoints() -> None:
 
 def test_state_full_relist() -> None:
     st = RouterState(ROUTER)
-    assert st.replace_routes([served_route_obj("a", "a.example.com"), served_route_obj("b", "b.example.com", admitted=False)])
+    assert st.replace_routes([served_route_obj("a", "a.example.com"),
+                              served_route_obj("b", "b.example.com", admitted=False)])
     assert [r.name for r in st.snapshot()[0]] == ["a"]
     assert not st.replace_routes([served_route_obj("a", "a.example.com")])
     assert st.replace_slices([slice_obj("svc", ["10.0.0.1"], [(None, 80)])])
@@ -701,7 +703,8 @@ def test_haproxy_accepts_every_feature(tmp_path: pathlib.Path) -> None:
         served_route_obj("edge", "secure.example.com", tls={
             "termination": "edge", "certificate": LEAF.cert, "key": LEAF.key, "caCertificate": CA.cert,
             "insecureEdgeTerminationPolicy": "Redirect"}, annotations={ann.HSTS_HEADER: "max-age=1"}),
-        served_route_obj("edge-default", "ed.example.com", tls={"termination": "edge", "insecureEdgeTerminationPolicy": "Allow"}),
+        served_route_obj("edge-default", "ed.example.com",
+                  tls={"termination": "edge", "insecureEdgeTerminationPolicy": "Allow"}),
         served_route_obj("re", "re.example.com", tls={"termination": "reencrypt", "destinationCACertificate": CA.cert}),
         served_route_obj("re-sys", "rs.example.com", tls={"termination": "reencrypt"}),
         served_route_obj("pass", "p.example.com", tls={"termination": "passthrough"}, annotations={

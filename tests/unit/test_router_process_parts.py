@@ -9,13 +9,12 @@ import resource
 from cryptography import x509
 
 from netshift.cli import build_parser, main
-from tests.support import certs
 from netshift.router import haproxy_config as hc
 from netshift.router.haproxy import Proc, parse_show_proc
 from netshift.router.runner import default_certificate
 from netshift.router.store import ConfigStore
 from netshift.router_cli import fit_maxconn
-
+from tests.support import certs
 from tests.support.routes import served_route_obj
 
 SHOW_PROC = """#<PID>          <type>          <reloads>       <uptime>        <version>
