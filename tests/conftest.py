@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support.cluster import CRDS, ROOT, Cluster, start_operator, started_cluster, stop_operator
+from tests.support.cluster import CRDS, ROOT, Cluster, scratch_namespace, start_operator, started_cluster, stop_operator
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -68,11 +68,8 @@ def _dns_label(text: str, limit: int = 40) -> str:
 @pytest.fixture
 def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]:
     """A fresh namespace per test, deleted (without waiting) afterwards."""
-    name = f"{_dns_label(request.node.name, 40)}-{uuid.uuid4().hex[:6]}"
-    cluster.kubectl("create", "namespace", name)
-    cluster.kubectl("label", "namespace", name, "netshift.io/test=true")
-    yield name
-    cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+    with scratch_namespace(cluster, f"{_dns_label(request.node.name, 40)}-{uuid.uuid4().hex[:6]}") as name:
+        yield name
 
 
 @pytest.fixture

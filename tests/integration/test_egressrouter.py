@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from tests.support.cluster import start_operator, stop_operator
+from tests.support.egressrouters import router_obj
 from tests.support.metrics import metric_sum, scrape
 from tests.support.wait import wait_for
 
@@ -24,18 +25,8 @@ HASH = "netshift.io/config-hash"
 KINDS = {"NetworkAttachmentDefinition": "network-attachment-definitions.k8s.cni.cncf.io",
          "ConfigMap": "configmaps", "Deployment": "deployments.apps", "Service": "services"}
 
-SPEC: dict[str, Any] = {
-    "mode": "Redirect",
-    "networkInterface": {"macvlan": {"mode": "Bridge", "master": "nsext0"}},
-    "addresses": [{"ip": "192.168.12.99/24", "gateway": "192.168.12.1"}],
-    "redirect": {
-        "redirectRules": [
-            {"destinationIP": "10.0.0.99", "port": 80, "protocol": "TCP"},
-            {"destinationIP": "203.0.113.25", "port": 8080, "protocol": "TCP", "targetPort": 80},
-        ],
-        "fallbackIP": "192.168.12.50",
-    },
-}
+# The unit tests' EgressRouter, on the macvlan master the integration tier creates.
+SPEC: dict[str, Any] = router_obj(networkInterface={"macvlan": {"mode": "Bridge", "master": "nsext0"}})["spec"]
 
 
 def get(cluster, kind: str, ns: str, name: str) -> dict | None:

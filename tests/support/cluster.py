@@ -2,6 +2,7 @@
 NETSHIFT_TEST_KUBECONFIG), kubectl against it, and `netshift operator` run as a subprocess."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from typing import Any
 
 from tests.support.net import free_port
@@ -38,6 +40,17 @@ class Cluster:
 
     def kubectl_json(self, *args: str) -> Any:
         return json.loads(self.kubectl(*args, "-o", "json").stdout)
+
+
+@contextlib.contextmanager
+def scratch_namespace(cluster: Cluster, name: str) -> Iterator[str]:
+    """A namespace labelled as the tests', deleted (without waiting) afterwards."""
+    cluster.kubectl("create", "namespace", name)
+    cluster.kubectl("label", "namespace", name, "netshift.io/test=true")
+    try:
+        yield name
+    finally:
+        cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
 def hack_cluster(*args: str, timeout: float = 120) -> str:
