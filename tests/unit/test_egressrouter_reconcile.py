@@ -3,14 +3,13 @@ import asyncio
 import copy
 
 import pytest
-from kubernetes.client.rest import ApiException
 
 from netshift.egressrouter import reconcile, repair
 from netshift.egressrouter.queue import WorkQueue
 from netshift.egressrouter.reconcile import Reconciler, contains
 from netshift.egressrouter.render import AGENT_CONFIG_HASH_ANNOTATION, RenderSettings, digest
-
-from ._egressrouter_fixtures import router_obj
+from netshift.kube import ApiError
+from tests.support.egressrouters import router_obj
 
 
 class FakeCache:
@@ -48,7 +47,7 @@ class FakeKube:
     def apply(self, kind, obj):
         self.writes.append(("apply", kind))
         if kind in self.refuse and (kind, "ns", "egress") in self.cache.children:
-            raise ApiException(status=self.refuse[kind], reason="Invalid")
+            raise ApiError(self.refuse[kind], "Invalid")
         stored = self._stamp(obj)
         stored["metadata"]["uid"] = f"uid-{self.rv}"
         stored.setdefault("spec", {})
@@ -60,24 +59,24 @@ class FakeKube:
 
     def dry_run_create(self, kind, obj):
         self.writes.append(("dry-run", kind))
-        raise ApiException(status=422 if kind in self.invalid else 409, reason="dry run")
+        raise ApiError(422 if kind in self.invalid else 409, "dry run")
 
-    def delete(self, kind, ns, name, uid=None):
+    def delete(self, kind, ns, name, uid=None, foreground=False):
         self.writes.append(("delete", kind))
         self.cache.children.pop((kind, ns, name), None)
 
-    def patch_status(self, ns, name, status):
+    def merge_patch(self, kind, ns, name, patch, sub=None):
+        if kind == "Pod":
+            self.writes.append(("annotate", "Pod"))
+            return {}
         self.writes.append(("status", None))
         body = self._stamp(self.cache.routers[(ns, name)])
-        body["status"] = status
+        body["status"] = patch["status"]
         self.cache.routers[(ns, name)] = body
         return body
 
-    def pod_events(self, *_):
+    def warning_events(self, *_):
         return []
-
-    def annotate_pod(self, *_):
-        self.writes.append(("annotate", "Pod"))
 
     def post_event(self, *_, reason, **__):
         self.writes.append(("event", reason))

@@ -24,7 +24,6 @@ from netshift import metrics
 from netshift.agent.config import ConfigError, parse_spec
 from netshift.egressrouter import conditions as cond
 from netshift.egressrouter import repair
-from netshift.egressrouter.kube import Kube, error_message
 from netshift.egressrouter.render import (
     AGENT_CONFIG_HASH_ANNOTATION,
     CONFIG_HASH_ANNOTATION,
@@ -34,6 +33,8 @@ from netshift.egressrouter.render import (
     render,
 )
 from netshift.egressrouter.validate import Problem, validate
+from netshift.kube import Kube, error_message
+from netshift.models import rfc3339_now
 from netshift.models.egressrouter import KIND, EgressRouter
 
 log = logging.getLogger("netshift.egressrouter")
@@ -222,7 +223,7 @@ class Reconciler:
             pod = cond.pod_state(pods, children.config_hash, deployment=deployment)
             if pod.waiting and pod.pod_name:
                 try:
-                    events = self.kube.pod_events(namespace, pod.pod_name, pod.pod_uid)
+                    events = self.kube.warning_events("Pod", namespace, pod.pod_name, pod.pod_uid)
                     pod = cond.pod_state(pods, children.config_hash, events, deployment)
                 except Exception as exc:
                     log.debug("cannot read events of pod %s/%s: %s", namespace, pod.pod_name, exc)
@@ -235,22 +236,22 @@ class Reconciler:
                                apply_errors=tuple(apply_errors), deployment=deployment, pod=pod,
                                summary=summary)
         previous = (body.get("status") or {}).get("conditions") or []
-        status = cond.compute_status(obs, previous, _now())
+        status = cond.compute_status(obs, previous, rfc3339_now())
         hold = self._hold(key, status, deployment) if cond.status_differs(body.get("status"), status) else None
         if hold:
             requeue = min(requeue or hold, hold)
         elif hold is not None:
             log.info("status of EgressRouter %s/%s: %s", namespace, name, ", ".join(
                 f"{c['type']}={c['status']} ({c['reason']}: {c['message']})" for c in status["conditions"]))
-            written = self.kube.patch_status(namespace, name, status)
+            written = self.kube.merge_patch(KIND, namespace, name, {"status": status}, sub="status")
             self.recent.remember((KIND, *key), written)
             self._forget_progress(key)
             for t in cond.transitions(previous, status["conditions"]):
-                self.kube.post_event(dict(body), reason=t.reason, warning=t.warning,
+                self.kube.post_event(KIND, body, reason=t.reason, warning=t.warning,
                                      message=f"{t.type}={t.status}: {t.message}" if t.message
                                      else f"{t.type}={t.status}")
         for message in repairs:
-            self.kube.post_event(dict(body), reason="ChildRecreated", warning=True, message=message)
+            self.kube.post_event(KIND, body, reason="ChildRecreated", warning=True, message=message)
         self._count_conditions(key, status["conditions"])
 
         if apply_errors:
@@ -325,7 +326,7 @@ class Reconciler:
     def _recreate(self, child: tuple[str, str, str], observed: Mapping[str, Any]) -> None:
         uid = str((observed.get("metadata") or {}).get("uid") or "")
         log.warning("deleting %s %s/%s to re-create it", *child)
-        self.kube.delete(*child, uid=uid or None)
+        self.kube.delete(*child, uid=uid or None, foreground=True)
         self._deleting[child] = uid
         self._recreated.add(child)
         self.recent.remember(child, None)
@@ -370,7 +371,8 @@ class Reconciler:
                     or annotations.get(AGENT_CONFIG_HASH_ANNOTATION) == want):
                 continue
             try:
-                self.kube.annotate_pod(namespace, meta["name"], {AGENT_CONFIG_HASH_ANNOTATION: want})
+                self.kube.merge_patch("Pod", namespace, meta["name"],
+                                     {"metadata": {"annotations": {AGENT_CONFIG_HASH_ANNOTATION: want}}})
             except Exception as exc:
                 log.warning("cannot annotate pod %s/%s: %s", namespace, meta.get("name"), error_message(exc))
 
@@ -407,7 +409,3 @@ def _summary(router: EgressRouter) -> str:
     if spec.fallback_ip:
         parts.append(f"fallback {spec.fallback_ip}")
     return f"redirecting {' and '.join(parts)} from {', '.join(a.ip for a in spec.addresses)}"
-
-
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

@@ -24,27 +24,21 @@ from typing import Any, cast
 import kopf
 
 from netshift import config
-from netshift.egressrouter.kube import NAD_PLURAL, Kube
 from netshift.egressrouter.queue import WorkQueue
 from netshift.egressrouter.reconcile import Reconciler
 from netshift.egressrouter.render import MANAGED_BY, NAD_KIND, RenderSettings
-from netshift.kubeclient import new_api_client
+from netshift.kube import Kube, new_api_client
+from netshift.kube.api import RESOURCES
 from netshift.models.egressrouter import GROUP, KIND, PLURAL, VERSION
 
 log = logging.getLogger("netshift.egressrouter")
 
 WORKERS = 8
 NAD_DISCOVERY_SECONDS = 5.0
-NAD_GROUP = "k8s.cni.cncf.io"
 SELECTOR = ",".join(f"{k}={v}" for k, v in MANAGED_BY.items())
 # NB: kopf applies these selectors to every watch of these resources in this process.
-CHILD_RESOURCES = {
-    "Deployment": ("apps", "v1", "deployments"),
-    "Service": ("", "v1", "services"),
-    "ConfigMap": ("", "v1", "configmaps"),
-    NAD_KIND: (NAD_GROUP, "v1", NAD_PLURAL),
-}
-PODS = ("", "v1", "pods")
+CHILD_RESOURCES = {kind: RESOURCES[kind] for kind in ("Deployment", "Service", "ConfigMap", NAD_KIND)}
+PODS = RESOURCES["Pod"]
 _INDEX = {
     "Deployment": "egressrouter_deployments",
     "Service": "egressrouter_services",
@@ -151,10 +145,10 @@ async def egressrouter_startup(settings: kopf.OperatorSettings, **_: Any) -> Non
     c = CONTROLLER
     cfg = config.current()
     c.executor = concurrent.futures.ThreadPoolExecutor(WORKERS, thread_name_prefix="egressrouter")
-    kube = Kube(new_api_client("operator", pool_size=WORKERS + 2))
+    kube = Kube(new_api_client("operator", pool_size=WORKERS + 2), controller=KIND)
     loop = asyncio.get_running_loop()
     try:
-        c.discovery.update(await loop.run_in_executor(c.executor, kube.nad_served))
+        c.discovery.update(await loop.run_in_executor(c.executor, kube.served, NAD_KIND))
     except Exception as exc:
         log.warning("cannot check NetworkAttachmentDefinitions: %s", exc)
     c.discovery.epoch = 0  # what was served at startup is what kopf lists: nothing to force
@@ -219,7 +213,7 @@ async def _discovery(kube: Kube) -> None:
     while True:
         await asyncio.sleep(NAD_DISCOVERY_SECONDS)
         try:
-            served = await loop.run_in_executor(c.executor, kube.nad_served)
+            served = await loop.run_in_executor(c.executor, kube.served, NAD_KIND)
         except Exception as exc:
             log.debug("NAD discovery failed: %s", exc)
             continue
