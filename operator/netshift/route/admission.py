@@ -21,10 +21,14 @@ from __future__ import annotations
 import dataclasses
 from collections import defaultdict
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from netshift.models.route import Route, TLSTermination
 
 from . import hosts, tls, validation
+
+if TYPE_CHECKING:
+    from netshift.settings import OperatorSettings
 
 NO_HOST_VALUE = "NoHostValue"
 INVALID_HOST = "InvalidHost"
@@ -315,10 +319,10 @@ class AdmissionIndex:
         return decisions
 
 
-def policy_from_config(cfg) -> Policy:
-    """The admission policy of an ``OperatorConfig``."""
-    def domains(text: str) -> frozenset[str]:
-        return frozenset(d.strip().lower().strip(".") for d in text.split(",") if d.strip())
+def policy_from_config(cfg: OperatorSettings) -> Policy:
+    """The admission policy of the operator's settings."""
+    def domains(names: tuple[str, ...]) -> frozenset[str]:
+        return frozenset(d.lower().strip(".") for d in names)
     return Policy(
         domain=cfg.router_domain,
         disable_namespace_ownership_check=cfg.disable_namespace_ownership_check,

@@ -1,4 +1,6 @@
-"""kopf wiring of Route admission (the logic lives in ``netshift.route``).
+"""kopf wiring of Route admission (the logic lives in ``netshift.route``); registered by
+``netshift.operator.app`` only when Route support is enabled (without the Route RBAC the startup LIST
+would be retried forever). The controller is ``memo.route``, built by the startup handler.
 
 Only a startup handler and an event handler: no on.create/on.update handlers, so kopf writes no
 progress or diff-base annotations and an idle cluster sees no writes at all.
@@ -20,10 +22,11 @@ from typing import Any
 
 import kopf
 
-from netshift import config, metrics
+from netshift import metrics
 from netshift.models.route import GROUP, PLURAL, VERSION
 from netshift.route import admission
 from netshift.route.controller import ApiError, Observed, RouteAdmissionController
+from netshift.settings import OperatorSettings
 
 log = logging.getLogger("netshift.route")
 
@@ -112,12 +115,10 @@ def _post_event(obs: Observed, decision: admission.Decision, previous: admission
         log.debug("could not post route event", exc_info=True)
 
 
-@functools.cache
-def controller() -> RouteAdmissionController:
-    cfg = config.current()
+def _controller(settings: OperatorSettings) -> RouteAdmissionController:
     return RouteAdmissionController(
-        policy=admission.policy_from_config(cfg), router_name=cfg.router_name,
-        canonical_hostname=cfg.router_canonical_hostname, api=KubeRouteApi(),
+        policy=admission.policy_from_config(settings), router_name=settings.router_name,
+        canonical_hostname=settings.router_canonical_hostname, api=KubeRouteApi(),
         on_transition=_post_event, metrics=_Metrics())
 
 
@@ -129,16 +130,17 @@ def _watched(namespace: str, patterns: list[str]) -> bool:
         not any(fnmatch.fnmatchcase(namespace, p) for p in excluded)
 
 
-async def route_startup(memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
-    ctrl = controller()
-    namespaces = list(getattr(memo, "namespaces", None) or [])
-    for body in await ctrl.api.list_routes(namespaces):
+async def _startup(memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
+    if "route" not in memo:  # kopf retries a failed startup handler
+        memo.route = _controller(memo.settings)
+    ctrl = memo.route
+    for body in await ctrl.api.list_routes(list(memo.settings.namespaces)):
         ctrl.observe(body)
     logger.info("route admission: %d routes indexed", len(ctrl.observed))
 
 
-async def route_event(event: kopf.RawEvent, **_: Any) -> None:
-    ctrl = controller()
+async def _event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    ctrl = memo.route
     obj = event["object"]
     if event["type"] == "DELETED":
         meta = obj.get("metadata") or {}
@@ -148,7 +150,6 @@ async def route_event(event: kopf.RawEvent, **_: Any) -> None:
         ctrl.kick(ctrl.observe(obj))
 
 
-# Registered only when enabled: without the Route RBAC the startup LIST would be retried forever.
-if config.current().routes_enabled:
-    kopf.on.startup(id="netshift-route-index")(route_startup)
-    kopf.on.event(GROUP, VERSION, PLURAL, id="netshift-route-admission")(route_event)
+def register(registry: kopf.OperatorRegistry) -> None:
+    kopf.on.startup(id="netshift-route-index", registry=registry)(_startup)
+    kopf.on.event(GROUP, VERSION, PLURAL, id="netshift-route-admission", registry=registry)(_event)

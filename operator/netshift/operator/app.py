@@ -1,7 +1,5 @@
-"""The operator process: house settings for kopf, the metrics endpoint, and handler registration.
-
-Handlers live in `netshift.handlers.*`, one module per kind; importing that package registers them.
-"""
+"""The operator process: kopf's house settings, the handler registry built from the settings, the
+controllers' state in kopf's memo, the metrics endpoint."""
 from __future__ import annotations
 
 import logging
@@ -9,6 +7,10 @@ import logging
 import kopf
 
 from netshift import metrics
+from netshift.egressrouter.controller import Controller
+from netshift.egressrouter.render import RenderSettings
+from netshift.operator import egressrouter, route
+from netshift.settings import OperatorSettings
 
 log = logging.getLogger("netshift.operator")
 
@@ -39,40 +41,37 @@ def configure_settings(settings: kopf.OperatorSettings) -> None:
     settings.execution.max_workers = 20
 
 
-@kopf.on.startup()
 async def _startup(settings: kopf.OperatorSettings, **_: object) -> None:
     configure_settings(settings)
 
 
-def run(
-    *,
-    namespaces: list[str],
-    metrics_port: int,
-    health_port: int,
-    bind_address: str,
-    log_format: str,
-    verbose: bool,
-) -> int:
-    kopf.configure(
-        verbose=verbose,
-        log_format=kopf.LogFormat.JSON if log_format == "json" else kopf.LogFormat.PLAIN,
-        log_refkey="object",
-    )
+def registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
+    """The handlers this configuration needs."""
+    reg = kopf.OperatorRegistry()
+    kopf.on.startup(registry=reg)(_startup)
+    egressrouter.register(reg)
+    if settings.routes_enabled:
+        route.register(reg)
+    return reg
+
+
+def run(settings: OperatorSettings, *, verbose: bool) -> int:
     if not verbose:
         # kopf logs every successful handler call at INFO: thousands of lines at scale.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
-    import netshift.handlers  # noqa: F401,PLC0415  registers the handlers
-
-    if metrics_port:
-        metrics.serve(bind_address, metrics_port)
-    liveness = f"http://{bind_address}:{health_port}/healthz" if health_port else None
-    log.info("starting netshift operator", extra={"namespaces": namespaces or "all"})
+    if settings.metrics_port:
+        metrics.serve(settings.bind_address, settings.metrics_port)
+    liveness = f"http://{settings.bind_address}:{settings.health_port}/healthz" if settings.health_port else None
+    namespaces = list(settings.namespaces)
+    log.info("starting netshift operator (namespaces: %s)", ", ".join(namespaces) or "all")
+    render = RenderSettings(agent_image=settings.agent_image, agent_image_pull_policy=settings.agent_image_pull_policy,
+                            default_macvlan_master=settings.default_macvlan_master)
     kopf.run(
+        registry=registry(settings),
         standalone=True,
         clusterwide=not namespaces,
         namespaces=namespaces,
-        # Handlers that list at startup (route admission) need to know what is watched.
-        memo=kopf.Memo(namespaces=list(namespaces)),
+        memo=kopf.Memo(settings=settings, egressrouter=Controller(render, settings.resync_seconds)),
         liveness_endpoint=liveness,
     )
     return 0

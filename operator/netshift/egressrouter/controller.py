@@ -1,0 +1,167 @@
+"""The EgressRouter controller's running parts: the cache view of kopf's indexes, the work queue and
+its workers, the slow resync and the NetworkAttachmentDefinition discovery poll. Built once per
+operator process (`netshift.operator.app`); `netshift.operator.egressrouter` feeds it kopf's events.
+"""
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+from typing import Any, Mapping
+
+from netshift.egressrouter.kube import Kube
+from netshift.egressrouter.queue import WorkQueue
+from netshift.egressrouter.reconcile import Reconciler
+from netshift.egressrouter.render import NAD_KIND, RenderSettings
+from netshift.kubeclient import new_api_client
+
+log = logging.getLogger("netshift.egressrouter")
+
+WORKERS = 8
+NAD_DISCOVERY_SECONDS = 5.0
+# The kopf index of each child kind (registered by netshift.operator.egressrouter).
+CHILD_INDEXES = {
+    "Deployment": "egressrouter_deployments",
+    "Service": "egressrouter_services",
+    "ConfigMap": "egressrouter_configmaps",
+    NAD_KIND: "egressrouter_nads",
+}
+ROUTER_INDEX = "egressrouter_routers"
+POD_INDEX = "egressrouter_pods"
+
+
+class Cache:
+    """The reconcile's view of the kopf indexes (live mappings, bound on the first event)."""
+
+    def __init__(self) -> None:
+        self.indices: Mapping[str, Any] = {}
+
+    def bind(self, kwargs: Mapping[str, Any]) -> None:
+        if not self.indices:
+            self.indices = {k: kwargs[k] for k in (*CHILD_INDEXES.values(), ROUTER_INDEX, POD_INDEX)
+                            if k in kwargs}
+
+    def _one(self, index: str, key: tuple[str, str]) -> Mapping[str, Any] | None:
+        idx = self.indices.get(index)
+        if idx is None or key not in idx:
+            return None
+        return next(iter(idx[key]), None)
+
+    def router(self, namespace: str, name: str) -> Mapping[str, Any] | None:
+        return self._one(ROUTER_INDEX, (namespace, name))
+
+    def child(self, kind: str, namespace: str, name: str) -> Mapping[str, Any] | None:
+        return self._one(CHILD_INDEXES[kind], (namespace, name))
+
+    def pods(self, namespace: str, name: str) -> list[Mapping[str, Any]]:
+        idx = self.indices.get(POD_INDEX)
+        if idx is None or (namespace, name) not in idx:
+            return []
+        return list(idx[(namespace, name)])
+
+    def router_keys(self) -> list[tuple[str, str]]:
+        idx = self.indices.get(ROUTER_INDEX)
+        return list(idx.keys()) if idx is not None else []
+
+
+class Discovery:
+    """Whether NADs are served; `epoch` counts the times they (re)appeared."""
+
+    def __init__(self) -> None:
+        self.served = False
+        self.epoch = 0
+
+    def update(self, served: bool) -> bool:
+        changed = served != self.served
+        if changed and served:
+            self.epoch += 1
+        self.served = served
+        return changed
+
+
+class Controller:
+    def __init__(self, render: RenderSettings, resync_seconds: float) -> None:
+        self.render = render
+        self.resync_seconds = resync_seconds
+        self.cache = Cache()
+        self.queue = WorkQueue()
+        self.reconciler: Reconciler | None = None
+        self.discovery = Discovery()
+        self.tasks: list[asyncio.Task] = []
+        self.executor = concurrent.futures.ThreadPoolExecutor(WORKERS, thread_name_prefix="egressrouter")
+
+    def enqueue(self, namespace: str | None, name: str | None) -> None:
+        if self.reconciler is not None and namespace and name:
+            self.queue.add((namespace, name))
+
+    def enqueue_all(self) -> None:
+        for key in self.cache.router_keys():
+            self.enqueue(*key)
+
+    def observed(self, kind: str, namespace: str, name: str, body: Any, deleted: bool) -> None:
+        if self.reconciler is not None:
+            self.reconciler.recent.observed((kind, namespace, name), body, deleted=deleted)
+
+    async def start(self) -> None:
+        kube = Kube(new_api_client("operator", pool_size=WORKERS + 2))
+        loop = asyncio.get_running_loop()
+        try:
+            self.discovery.update(await loop.run_in_executor(self.executor, kube.nad_served))
+        except Exception as exc:  # noqa: BLE001 (the poll below retries)
+            log.warning("cannot check NetworkAttachmentDefinitions: %s", exc)
+        self.discovery.epoch = 0  # what was served at startup is what kopf lists: nothing to force
+        self.reconciler = Reconciler(
+            kube, self.cache, self.render,
+            nad_served=lambda: self.discovery.served, nad_epoch=lambda: self.discovery.epoch,
+            nad_not_found=lambda: self.discovery.update(False),
+        )
+        self.tasks = [asyncio.create_task(self._worker(), name=f"egressrouter-worker-{i}") for i in range(WORKERS)]
+        self.tasks.append(asyncio.create_task(self._resync(), name="egressrouter-resync"))
+        self.tasks.append(asyncio.create_task(self._discover(kube), name="egressrouter-nad-discovery"))
+        log.info("EgressRouter controller started (NADs served: %s)", self.discovery.served)
+
+    async def stop(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+    async def _worker(self) -> None:
+        assert self.reconciler is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            key = await self.queue.get()
+            try:
+                outcome = await loop.run_in_executor(self.executor, self.reconciler.reconcile, *key)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 (retried with backoff)
+                delay = self.queue.retry(key)
+                log.warning("reconcile of EgressRouter %s/%s failed (retry in %.1fs): %s", *key, delay, exc)
+            else:
+                if outcome.failed:
+                    self.queue.retry(key)
+                else:
+                    self.queue.forget(key)
+                    if outcome.requeue_after:
+                        self.queue.add_after(key, outcome.requeue_after)
+            finally:
+                self.queue.done(key)
+
+    async def _resync(self) -> None:
+        while True:
+            await asyncio.sleep(self.resync_seconds)
+            self.enqueue_all()
+
+    async def _discover(self, kube: Kube) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(NAD_DISCOVERY_SECONDS)
+            try:
+                served = await loop.run_in_executor(self.executor, kube.nad_served)
+            except Exception as exc:  # noqa: BLE001
+                log.debug("NAD discovery failed: %s", exc)
+                continue
+            if self.discovery.update(served):
+                log.info("NetworkAttachmentDefinitions are %s", "served" if served else "no longer served")
+                self.enqueue_all()

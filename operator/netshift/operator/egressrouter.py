@@ -1,0 +1,102 @@
+"""kopf wiring of the EgressRouter controller: watches feed a cache and a work queue; workers call
+the one reconcile (`netshift.egressrouter.controller` and `.reconcile`).
+
+Why not on.create/on.update: kopf persists a diff-base and progress annotations for those, which is
+a write per change and per retry; level-based `on.event` + indexes write nothing, so an idle
+cluster costs zero writes. kopf indexes double as the cache: kopf holds every handler back until
+the initial listing of every indexed resource is complete, so the first reconcile after a restart
+already sees the existing children and re-applies nothing.
+
+Watches: EgressRouters, and the children (Deployments, Services, ConfigMaps, NADs, Pods) through a
+server-side label selector `app.kubernetes.io/managed-by=netshift`. A child that is deleted, edited
+or stripped of that label produces an event for its router and is repaired within a second.
+A slow resync (NETSHIFT_RESYNC_SECONDS) re-runs every reconcile from the cache (no API request when
+nothing changed), and a discovery poll notices NetworkAttachmentDefinitions appearing or vanishing.
+The controller is `memo.egressrouter` (built at start-up by `netshift.operator.app`).
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import kopf
+
+from netshift.egressrouter.controller import CHILD_INDEXES, POD_INDEX, ROUTER_INDEX
+from netshift.egressrouter.kube import NAD_PLURAL
+from netshift.egressrouter.render import MANAGED_BY, NAD_KIND
+from netshift.models.egressrouter import GROUP, KIND, PLURAL, VERSION
+
+SELECTOR = ",".join(f"{k}={v}" for k, v in MANAGED_BY.items())
+# NB: kopf applies these selectors to every watch of these resources in this process.
+CHILD_RESOURCES = {
+    "Deployment": ("apps", "v1", "deployments"),
+    "Service": ("", "v1", "services"),
+    "ConfigMap": ("", "v1", "configmaps"),
+    NAD_KIND: ("k8s.cni.cncf.io", "v1", NAD_PLURAL),
+}
+PODS = ("", "v1", "pods")
+
+
+def _trim(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The object without managedFields (the largest part, and never read)."""
+    meta = dict(body.get("metadata") or {})
+    meta.pop("managedFields", None)
+    return {**body, "metadata": meta}
+
+
+def _owner(body: Mapping[str, Any]) -> str | None:
+    for ref in (body.get("metadata") or {}).get("ownerReferences") or []:
+        if ref.get("kind") == KIND and ref.get("apiVersion", "").startswith(f"{GROUP}/") and ref.get("controller"):
+            return ref.get("name")
+    return None
+
+
+def _owned(body: Mapping[str, Any], **_: Any) -> bool:
+    return _owner(body) is not None
+
+
+def _index(namespace: str, name: str, body: Any, **_: Any) -> dict:
+    return {(namespace, name): _trim(body)}
+
+
+def _pod_index(namespace: str, labels: Mapping[str, str], body: Any, **_: Any) -> dict:
+    return {(namespace, labels["app.kubernetes.io/instance"]): _trim(body)}
+
+
+async def _startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    for group, version, plural in (*CHILD_RESOURCES.values(), PODS):
+        settings.watching.label_selectors[group, version, plural] = SELECTOR
+    await memo.egressrouter.start()
+
+
+async def _cleanup(memo: kopf.Memo, **_: Any) -> None:
+    await memo.egressrouter.stop()
+
+
+def _router_event(namespace: str, name: str, body: Any, type: str | None, memo: kopf.Memo,
+                  **kwargs: Any) -> None:
+    memo.egressrouter.cache.bind(kwargs)
+    memo.egressrouter.observed(KIND, namespace, name, body, deleted=type == "DELETED")
+    memo.egressrouter.enqueue(namespace, name)
+
+
+def _child_handler(kind: str | None):
+    def handler(namespace: str, name: str, body: Any, type: str | None, memo: kopf.Memo, **kwargs: Any) -> None:
+        memo.egressrouter.cache.bind(kwargs)
+        if kind is not None:
+            memo.egressrouter.observed(kind, namespace, name, body, deleted=type == "DELETED")
+        labels = body.get("metadata", {}).get("labels") or {}
+        memo.egressrouter.enqueue(namespace, _owner(body) or labels.get("app.kubernetes.io/instance"))
+    return handler
+
+
+def register(registry: kopf.OperatorRegistry) -> None:
+    kopf.on.startup(registry=registry)(_startup)
+    kopf.on.cleanup(registry=registry)(_cleanup)
+    kopf.index(GROUP, VERSION, PLURAL, id=ROUTER_INDEX, registry=registry)(_index)
+    for kind, resource in CHILD_RESOURCES.items():
+        kopf.index(*resource, id=CHILD_INDEXES[kind], when=_owned, registry=registry)(_index)
+    kopf.index(*PODS, id=POD_INDEX, labels={"app.kubernetes.io/instance": kopf.PRESENT},
+               registry=registry)(_pod_index)
+    kopf.on.event(GROUP, VERSION, PLURAL, id="egressrouter_event", registry=registry)(_router_event)
+    for kind, resource in (*CHILD_RESOURCES.items(), (None, PODS)):
+        kopf.on.event(*resource, id=f"egressrouter_child_{resource[2]}", registry=registry)(_child_handler(kind))
