@@ -1,10 +1,6 @@
-"""Settings of the three processes: command-line flags over NETSHIFT_* environment variables over
-defaults, loaded when a process starts (`load`), never at import. docs/configuration.md lists them.
-
-A field's environment variable is NETSHIFT_ + its name in upper case; an empty variable counts as
-unset. Flags that override a setting are declared with `flag`, so their help names the variable
-and the default.
-"""
+"""Settings of the three processes, loaded when a process starts (`load`), never at import: flags
+over NETSHIFT_<FIELD> environment variables (empty = unset) over defaults. docs/configuration.md
+lists them; flags declared with `flag` name their variable and default in --help."""
 from __future__ import annotations
 
 import argparse
@@ -16,12 +12,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from netshift import IMAGE
 
-
-def _comma_list(value: Any) -> Any:
-    return tuple(v.strip() for v in value.split(",") if v.strip()) if isinstance(value, str) else value
-
-
-CommaList = Annotated[tuple[str, ...], NoDecode, pydantic.BeforeValidator(_comma_list)]
+CommaList = Annotated[tuple[str, ...], NoDecode, pydantic.BeforeValidator(
+    lambda v: tuple(i.strip() for i in v.split(",") if i.strip()) if isinstance(v, str) else v)]
 
 
 class Settings(BaseSettings):
@@ -92,11 +84,14 @@ def env_name(field: str) -> str:
 
 def flag(parser: argparse.ArgumentParser, cls: type[Settings], *options: str, field: str, help: str,
          **kwargs: Any) -> None:
-    """A flag overriding setting `field`; unset flags leave the setting to the environment."""
-    default = cls.model_fields[field].default
+    """A flag overriding setting `field` (typed like it); unset flags leave the setting to the environment."""
+    default, kind = cls.model_fields[field].default, cls.model_fields[field].annotation
+    if kind is bool:
+        kwargs["action"] = "store_true"
+    elif "choices" not in kwargs:
+        kwargs["metavar"] = options[0].lstrip("-").upper().replace("-", "_")
+        kwargs.update({"type": kind} if kind in (int, float) else {})
     shown = "unset" if default in (None, "", ()) else default
-    if kwargs.get("action") != "store_true" and "choices" not in kwargs:
-        kwargs.setdefault("metavar", options[0].lstrip("-").upper().replace("-", "_"))
     parser.add_argument(*options, dest=field, default=argparse.SUPPRESS,
                         help=f"{help} [env {env_name(field)}; default {shown}]", **kwargs)
 
@@ -115,11 +110,8 @@ def load(cls: type[S], args: argparse.Namespace) -> S:
     flags = {k: v for k, v in vars(args).items() if k in cls.model_fields}
     try:
         return cls(**flags)
-    except pydantic.ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            field = str(err["loc"][0])
-            source = field if field in flags else env_name(field)  # flags: argparse checked the type
-            problems.append(f"invalid {source}={err['input']!r}: {err['msg']}")
-        print(f"netshift: {'; '.join(problems)}", file=sys.stderr)
+    except pydantic.ValidationError as exc:  # flags were typed by argparse: the value is a variable's
+        problems = "; ".join(f"invalid {env_name(str(e['loc'][0]))}={e['input']!r}: {e['msg']}"
+                             for e in exc.errors())
+        print(f"netshift: {problems}", file=sys.stderr)
         raise SystemExit(2) from None

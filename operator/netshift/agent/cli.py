@@ -17,9 +17,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--once", action="store_true", help="apply the configuration once and exit")
     p.add_argument("--dry-run", action="store_true",
                    help="validate the config, print the nft script and routes, change nothing")
-    flag(p, AgentSettings, "--health-port", field="agent_health_port", type=int,
+    flag(p, AgentSettings, "--health-port", field="agent_health_port",
          help="port of /readyz and /healthz (0 disables); never redirected")
-    flag(p, AgentSettings, "--metrics-port", field="agent_metrics_port", type=int,
+    flag(p, AgentSettings, "--metrics-port", field="agent_metrics_port",
          help="port of /metrics (0 disables, may equal --health-port); never redirected")
     flag(p, AgentSettings, "--bind-address", field="agent_bind_address",
          help="address of the HTTP endpoints (unset: all addresses, both families)")

@@ -1,7 +1,5 @@
-"""The EgressRouter controller's running parts: the cache view of kopf's indexes, the work queue and
-its workers, the slow resync and the NetworkAttachmentDefinition discovery poll. Built once per
-operator process (`netshift.operator.app`); `netshift.operator.egressrouter` feeds it kopf's events.
-"""
+"""The EgressRouter controller of one operator process: the cache view of kopf's indexes, the work
+queue and its workers, the slow resync, the NAD discovery poll. `netshift.operator` feeds it events."""
 from __future__ import annotations
 
 import asyncio
@@ -41,27 +39,21 @@ class Cache:
             self.indices = {k: kwargs[k] for k in (*CHILD_INDEXES.values(), ROUTER_INDEX, POD_INDEX)
                             if k in kwargs}
 
-    def _one(self, index: str, key: tuple[str, str]) -> Mapping[str, Any] | None:
+    def _all(self, index: str, key: tuple[str, str]) -> list[Mapping[str, Any]]:
         idx = self.indices.get(index)
-        if idx is None or key not in idx:
-            return None
-        return next(iter(idx[key]), None)
+        return list(idx[key]) if idx is not None and key in idx else []
 
     def router(self, namespace: str, name: str) -> Mapping[str, Any] | None:
-        return self._one(ROUTER_INDEX, (namespace, name))
+        return next(iter(self._all(ROUTER_INDEX, (namespace, name))), None)
 
     def child(self, kind: str, namespace: str, name: str) -> Mapping[str, Any] | None:
-        return self._one(CHILD_INDEXES[kind], (namespace, name))
+        return next(iter(self._all(CHILD_INDEXES[kind], (namespace, name))), None)
 
     def pods(self, namespace: str, name: str) -> list[Mapping[str, Any]]:
-        idx = self.indices.get(POD_INDEX)
-        if idx is None or (namespace, name) not in idx:
-            return []
-        return list(idx[(namespace, name)])
+        return self._all(POD_INDEX, (namespace, name))
 
     def router_keys(self) -> list[tuple[str, str]]:
-        idx = self.indices.get(ROUTER_INDEX)
-        return list(idx.keys()) if idx is not None else []
+        return list(self.indices.get(ROUTER_INDEX, ()))
 
 
 class Discovery:
@@ -97,10 +89,6 @@ class Controller:
     def enqueue_all(self) -> None:
         for key in self.cache.router_keys():
             self.enqueue(*key)
-
-    def observed(self, kind: str, namespace: str, name: str, body: Any, deleted: bool) -> None:
-        if self.reconciler is not None:
-            self.reconciler.recent.observed((kind, namespace, name), body, deleted=deleted)
 
     async def start(self) -> None:
         kube = Kube(new_api_client("operator", pool_size=WORKERS + 2))

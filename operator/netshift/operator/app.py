@@ -3,6 +3,7 @@ controllers' state in kopf's memo, the metrics endpoint."""
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import kopf
 
@@ -19,8 +20,8 @@ ANNOTATION_PREFIX = "netshift.io"
 FINALIZER = f"{ANNOTATION_PREFIX}/finalizer"
 
 
-def configure_settings(settings: kopf.OperatorSettings) -> None:
-    """Apply the house settings; pure so that a unit test can check them."""
+def configure_settings(settings: kopf.OperatorSettings, **_: Any) -> None:
+    """The startup handler applying the house settings; pure so that a unit test can check them."""
     settings.persistence.finalizer = FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=ANNOTATION_PREFIX)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
@@ -41,14 +42,10 @@ def configure_settings(settings: kopf.OperatorSettings) -> None:
     settings.execution.max_workers = 20
 
 
-async def _startup(settings: kopf.OperatorSettings, **_: object) -> None:
-    configure_settings(settings)
-
-
 def registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
     """The handlers this configuration needs."""
     reg = kopf.OperatorRegistry()
-    kopf.on.startup(registry=reg)(_startup)
+    kopf.on.startup(registry=reg)(configure_settings)
     egressrouter.register(reg)
     if settings.routes_enabled:
         route.register(reg)

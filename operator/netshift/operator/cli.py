@@ -11,9 +11,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("operator", help="run the kopf operator (EgressRouter and Route controllers)")
     flag(p, OperatorSettings, "--namespace", "-n", field="namespaces", action="append",
          help="watch only this namespace (repeatable; the variable is comma separated)")
-    flag(p, OperatorSettings, "--metrics-port", field="metrics_port", type=int,
+    flag(p, OperatorSettings, "--metrics-port", field="metrics_port",
          help="port of the Prometheus /metrics endpoint (0 disables)")
-    flag(p, OperatorSettings, "--health-port", field="health_port", type=int,
+    flag(p, OperatorSettings, "--health-port", field="health_port",
          help="port of the liveness endpoint /healthz (0 disables)")
     flag(p, OperatorSettings, "--bind-address", field="bind_address",
          help="address the metrics and health endpoints listen on")

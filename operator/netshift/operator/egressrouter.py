@@ -16,7 +16,7 @@ The controller is `memo.egressrouter` (built at start-up by `netshift.operator.a
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import kopf
 
@@ -72,20 +72,18 @@ async def _cleanup(memo: kopf.Memo, **_: Any) -> None:
     await memo.egressrouter.stop()
 
 
-def _router_event(namespace: str, name: str, body: Any, type: str | None, memo: kopf.Memo,
-                  **kwargs: Any) -> None:
-    memo.egressrouter.cache.bind(kwargs)
-    memo.egressrouter.observed(KIND, namespace, name, body, deleted=type == "DELETED")
-    memo.egressrouter.enqueue(namespace, name)
+def _router_of_child(name: str, body: Mapping[str, Any]) -> str | None:
+    return _owner(body) or (body.get("metadata", {}).get("labels") or {}).get("app.kubernetes.io/instance")
 
 
-def _child_handler(kind: str | None):
+def _event_handler(kind: str | None, router_of: Callable[[str, Mapping[str, Any]], str | None]):
+    """Keep the cache bound and the reconciler's recent writes current, queue the router."""
     def handler(namespace: str, name: str, body: Any, type: str | None, memo: kopf.Memo, **kwargs: Any) -> None:
-        memo.egressrouter.cache.bind(kwargs)
-        if kind is not None:
-            memo.egressrouter.observed(kind, namespace, name, body, deleted=type == "DELETED")
-        labels = body.get("metadata", {}).get("labels") or {}
-        memo.egressrouter.enqueue(namespace, _owner(body) or labels.get("app.kubernetes.io/instance"))
+        controller = memo.egressrouter
+        controller.cache.bind(kwargs)
+        if kind is not None and controller.reconciler is not None:
+            controller.reconciler.recent.observed((kind, namespace, name), body, deleted=type == "DELETED")
+        controller.enqueue(namespace, router_of(name, body))
     return handler
 
 
@@ -97,6 +95,8 @@ def register(registry: kopf.OperatorRegistry) -> None:
         kopf.index(*resource, id=CHILD_INDEXES[kind], when=_owned, registry=registry)(_index)
     kopf.index(*PODS, id=POD_INDEX, labels={"app.kubernetes.io/instance": kopf.PRESENT},
                registry=registry)(_pod_index)
-    kopf.on.event(GROUP, VERSION, PLURAL, id="egressrouter_event", registry=registry)(_router_event)
+    kopf.on.event(GROUP, VERSION, PLURAL, id="egressrouter_event", registry=registry)(
+        _event_handler(KIND, lambda name, _: name))
     for kind, resource in (*CHILD_RESOURCES.items(), (None, PODS)):
-        kopf.on.event(*resource, id=f"egressrouter_child_{resource[2]}", registry=registry)(_child_handler(kind))
+        kopf.on.event(*resource, id=f"egressrouter_child_{resource[2]}", registry=registry)(
+            _event_handler(kind, _router_of_child))

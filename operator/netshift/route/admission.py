@@ -21,14 +21,11 @@ from __future__ import annotations
 import dataclasses
 from collections import defaultdict
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
 
 from netshift.models.route import Route, TLSTermination
+from netshift.settings import OperatorSettings
 
 from . import hosts, tls, validation
-
-if TYPE_CHECKING:
-    from netshift.settings import OperatorSettings
 
 NO_HOST_VALUE = "NoHostValue"
 INVALID_HOST = "InvalidHost"

@@ -18,42 +18,31 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
     setting = functools.partial(flag, p, RouterSettings)
     setting("--router-name", field="router_name", help="router name whose admitted Routes are served")
-    setting("--http-port", field="router_http_port", type=int, help="plain HTTP port")
-    setting("--https-port", field="router_https_port", type=int,
-            help="TLS port: edge, reencrypt and passthrough routes")
-    setting("--stats-port", field="router_stats_port", type=int,
+    setting("--http-port", field="router_http_port", help="plain HTTP port")
+    setting("--https-port", field="router_https_port", help="TLS port: edge, reencrypt and passthrough routes")
+    setting("--stats-port", field="router_stats_port",
             help="HAProxy's Prometheus exporter (/metrics) and health (/healthz) port (0 disables)")
-    setting("--metrics-port", field="router_metrics_port", type=int,
-            help="the router process's own metrics (reloads, renders; 0 disables)")
-    setting("--bind-address", field="router_bind_address",
-            help="address of the HTTP and HTTPS listeners (unset: every IPv4 address)")
-    setting("--ipv6", field="router_ipv6", action="store_true", help="also listen on every IPv6 address")
-    setting("--config-dir", field="router_config_dir",
-            help="writable directory for the HAProxy configuration, maps and certificates")
-    setting("--run-dir", field="router_run_dir",
-            help="directory of HAProxy's sockets (unset: <config-dir>/run; keep it short)")
+    setting("--metrics-port", field="router_metrics_port", help="the process's own metrics (reloads; 0 disables)")
+    setting("--bind-address", field="router_bind_address", help="address of the HTTP(S) listeners (unset: all IPv4)")
+    setting("--ipv6", field="router_ipv6", help="also listen on every IPv6 address")
+    setting("--config-dir", field="router_config_dir", help="writable directory for HAProxy's configuration")
+    setting("--run-dir", field="router_run_dir", help="short directory of HAProxy's sockets (unset: <config-dir>/run)")
     setting("--haproxy-bin", field="haproxy_bin", help="HAProxy executable (from PATH or /usr/sbin)")
     setting("--default-certificate", field="router_default_certificate",
-            help="PEM file with certificate and key, or a directory with tls.crt and tls.key "
-                 "(unset: a self-signed certificate for *.<domain>)")
+            help="PEM file with certificate and key, or a directory with tls.crt and tls.key (unset: self-signed)")
     setting("--domain", field="router_domain", help="router domain, for the self-signed default certificate")
     setting("--default-destination-ca", field="router_default_destination_ca",
-            help="CA bundle verifying reencrypt backends of routes without destinationCACertificate "
-                 "(unset: the system CAs)")
-    setting("--threads", field="router_threads", type=int, help="HAProxy threads (0: one per CPU)")
-    setting("--maxconn", field="router_maxconn", type=int,
-            help="HAProxy maxconn (0: HAProxy's, from the file descriptor limit)")
-    setting("--reload-interval", field="router_reload_interval", type=float,
-            help="minimum seconds between two reloads; changes in between coalesce")
+            help="CA bundle verifying reencrypt backends without destinationCACertificate (unset: system CAs)")
+    setting("--threads", field="router_threads", help="HAProxy threads (0: one per CPU)")
+    setting("--maxconn", field="router_maxconn", help="HAProxy maxconn (0: HAProxy's, from the fd limit)")
+    setting("--reload-interval", field="router_reload_interval", help="minimum seconds between reloads")
     setting("--hard-stop-after", field="router_hard_stop_after",
             help="bound the life of old HAProxy workers after a reload (e.g. 1h; unset: unbounded)")
-    setting("--shutdown-delay", field="router_shutdown_delay", type=float,
-            help="on SIGTERM, keep serving this many seconds before stopping (load balancers and "
-                 "Service endpoints catch up)")
+    setting("--shutdown-delay", field="router_shutdown_delay",
+            help="on SIGTERM, keep serving this many seconds first (load balancers and endpoints catch up)")
     p.add_argument("--grace-seconds", type=float, default=25.0,
                    help="on SIGTERM, time given to open connections before HAProxy stops (default 25)")
-    setting("--access-log", field="router_access_log", action="store_true",
-            help="HAProxy access log on standard output")
+    setting("--access-log", field="router_access_log", help="HAProxy access log on standard output")
     add_common_flags(p)
     p.add_argument("--render", metavar="ROUTES_JSON",
                    help="print the configuration for the Route objects in this file (a List or an array; "
