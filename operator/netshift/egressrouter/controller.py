@@ -1,5 +1,6 @@
-"""The EgressRouter controller of one operator process: the cache view of kopf's indexes, the work
-queue and its workers, the slow resync, the NAD discovery poll. `netshift.operator` feeds it events."""
+"""The EgressRouter controller of one operator process (fed by `netshift.operator.egressrouter`): the
+cache view of kopf's indexes, the work queue and its workers calling the one reconcile, a slow resync
+(every reconcile from the cache, no API request when nothing changed), the NAD discovery poll."""
 from __future__ import annotations
 
 import asyncio
@@ -56,21 +57,6 @@ class Cache:
         return list(self.indices.get(ROUTER_INDEX, ()))
 
 
-class Discovery:
-    """Whether NADs are served; `epoch` counts the times they (re)appeared."""
-
-    def __init__(self) -> None:
-        self.served = False
-        self.epoch = 0
-
-    def update(self, served: bool) -> bool:
-        changed = served != self.served
-        if changed and served:
-            self.epoch += 1
-        self.served = served
-        return changed
-
-
 class Controller:
     def __init__(self, render: RenderSettings, resync_seconds: float) -> None:
         self.render = render
@@ -78,7 +64,8 @@ class Controller:
         self.cache = Cache()
         self.queue = WorkQueue()
         self.reconciler: Reconciler | None = None
-        self.discovery = Discovery()
+        self.nads_served = False
+        self.nad_epoch = 0  # how many times NADs (re)appeared
         self.tasks: list[asyncio.Task] = []
         self.executor = concurrent.futures.ThreadPoolExecutor(WORKERS, thread_name_prefix="egressrouter")
 
@@ -90,23 +77,29 @@ class Controller:
         for key in self.cache.router_keys():
             self.enqueue(*key)
 
+    def _nads(self, served: bool) -> bool:
+        """Record whether NADs are served; True when that changed."""
+        changed, self.nads_served = served != self.nads_served, served
+        self.nad_epoch += changed and served
+        return changed
+
     async def start(self) -> None:
         kube = Kube(new_api_client("operator", pool_size=WORKERS + 2))
         loop = asyncio.get_running_loop()
         try:
-            self.discovery.update(await loop.run_in_executor(self.executor, kube.nad_served))
+            self._nads(await loop.run_in_executor(self.executor, kube.nad_served))
         except Exception as exc:  # noqa: BLE001 (the poll below retries)
             log.warning("cannot check NetworkAttachmentDefinitions: %s", exc)
-        self.discovery.epoch = 0  # what was served at startup is what kopf lists: nothing to force
+        self.nad_epoch = 0  # what was served at startup is what kopf lists: nothing to force
         self.reconciler = Reconciler(
             kube, self.cache, self.render,
-            nad_served=lambda: self.discovery.served, nad_epoch=lambda: self.discovery.epoch,
-            nad_not_found=lambda: self.discovery.update(False),
+            nad_served=lambda: self.nads_served, nad_epoch=lambda: self.nad_epoch,
+            nad_not_found=lambda: self._nads(False),
         )
         self.tasks = [asyncio.create_task(self._worker(), name=f"egressrouter-worker-{i}") for i in range(WORKERS)]
         self.tasks.append(asyncio.create_task(self._resync(), name="egressrouter-resync"))
         self.tasks.append(asyncio.create_task(self._discover(kube), name="egressrouter-nad-discovery"))
-        log.info("EgressRouter controller started (NADs served: %s)", self.discovery.served)
+        log.info("EgressRouter controller started (NADs served: %s)", self.nads_served)
 
     async def stop(self) -> None:
         for task in self.tasks:
@@ -150,6 +143,6 @@ class Controller:
             except Exception as exc:  # noqa: BLE001
                 log.debug("NAD discovery failed: %s", exc)
                 continue
-            if self.discovery.update(served):
+            if self._nads(served):
                 log.info("NetworkAttachmentDefinitions are %s", "served" if served else "no longer served")
                 self.enqueue_all()

@@ -2,6 +2,7 @@
 controllers' state in kopf's memo, the metrics endpoint."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any
 
@@ -61,14 +62,8 @@ def run(settings: OperatorSettings, *, verbose: bool) -> int:
     liveness = f"http://{settings.bind_address}:{settings.health_port}/healthz" if settings.health_port else None
     namespaces = list(settings.namespaces)
     log.info("starting netshift operator (namespaces: %s)", ", ".join(namespaces) or "all")
-    render = RenderSettings(agent_image=settings.agent_image, agent_image_pull_policy=settings.agent_image_pull_policy,
-                            default_macvlan_master=settings.default_macvlan_master)
-    kopf.run(
-        registry=registry(settings),
-        standalone=True,
-        clusterwide=not namespaces,
-        namespaces=namespaces,
-        memo=kopf.Memo(settings=settings, egressrouter=Controller(render, settings.resync_seconds)),
-        liveness_endpoint=liveness,
-    )
+    render = RenderSettings(**settings.model_dump(include={f.name for f in dataclasses.fields(RenderSettings)}))
+    memo = kopf.Memo(settings=settings, egressrouter=Controller(render, settings.resync_seconds))
+    kopf.run(registry=registry(settings), standalone=True, clusterwide=not namespaces, namespaces=namespaces,
+             memo=memo, liveness_endpoint=liveness)
     return 0

@@ -1,5 +1,5 @@
-"""kopf wiring of the EgressRouter controller: watches feed a cache and a work queue; workers call
-the one reconcile (`netshift.egressrouter.controller` and `.reconcile`).
+"""kopf wiring of the EgressRouter controller (`memo.egressrouter`, a
+`netshift.egressrouter.controller.Controller`): watches feed its cache and work queue.
 
 Why not on.create/on.update: kopf persists a diff-base and progress annotations for those, which is
 a write per change and per retry; level-based `on.event` + indexes write nothing, so an idle
@@ -10,9 +10,6 @@ already sees the existing children and re-applies nothing.
 Watches: EgressRouters, and the children (Deployments, Services, ConfigMaps, NADs, Pods) through a
 server-side label selector `app.kubernetes.io/managed-by=netshift`. A child that is deleted, edited
 or stripped of that label produces an event for its router and is repaired within a second.
-A slow resync (NETSHIFT_RESYNC_SECONDS) re-runs every reconcile from the cache (no API request when
-nothing changed), and a discovery poll notices NetworkAttachmentDefinitions appearing or vanishing.
-The controller is `memo.egressrouter` (built at start-up by `netshift.operator.app`).
 """
 from __future__ import annotations
 

@@ -1,6 +1,5 @@
-"""kopf wiring of Route admission (the logic lives in ``netshift.route``); registered by
-``netshift.operator.app`` only when Route support is enabled (without the Route RBAC the startup LIST
-would be retried forever). The controller is ``memo.route``, built by the startup handler.
+"""kopf wiring of Route admission (``netshift.route``; the controller is ``memo.route``), registered
+only when Route support is enabled: without the Route RBAC the startup LIST would be retried forever.
 
 Only a startup handler and an event handler: no on.create/on.update handlers, so kopf writes no
 progress or diff-base annotations and an idle cluster sees no writes at all.
