@@ -46,7 +46,7 @@ def configure_settings(settings: kopf.OperatorSettings, **_: Any) -> None:
 def registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
     """The handlers this configuration needs."""
     reg = kopf.OperatorRegistry()
-    kopf.on.startup(registry=reg)(configure_settings)
+    kopf.on.startup(id="house-settings", registry=reg)(configure_settings)
     egressrouter.register(reg)
     if settings.routes_enabled:
         route.register(reg)

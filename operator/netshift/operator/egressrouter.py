@@ -85,8 +85,8 @@ def _event_handler(kind: str | None, router_of: Callable[[str, Mapping[str, Any]
 
 
 def register(registry: kopf.OperatorRegistry) -> None:
-    kopf.on.startup(registry=registry)(_startup)
-    kopf.on.cleanup(registry=registry)(_cleanup)
+    kopf.on.startup(id="egressrouter-controller", registry=registry)(_startup)
+    kopf.on.cleanup(id="egressrouter-controller", registry=registry)(_cleanup)
     kopf.index(GROUP, VERSION, PLURAL, id=ROUTER_INDEX, registry=registry)(_index)
     for kind, resource in CHILD_RESOURCES.items():
         kopf.index(*resource, id=CHILD_INDEXES[kind], when=_owned, registry=registry)(_index)
