@@ -26,7 +26,7 @@ class PlainFormatter(logging.Formatter):
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
+    def formatMessage(self, record: logging.LogRecord) -> str:
         ref = getattr(record, "k8s_ref", None)
         line = super().formatMessage(record)
         return f"{line} [{ref.get('namespace') or ''}/{ref.get('name')}]" if ref else line

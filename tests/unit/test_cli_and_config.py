@@ -110,7 +110,7 @@ def test_one_json_log_schema_for_every_process_and_kopf():
 
 def test_registry_follows_the_settings():
     def events(reg: kopf.OperatorRegistry) -> set[str]:
-        return {h.id for h in reg._watching.get_all_handlers()}  # noqa: SLF001 (no public listing)
+        return {h.id for h in reg._watching.get_all_handlers()}
 
     with_routes = events(app.registry(settings.OperatorSettings()))
     without = events(app.registry(settings.OperatorSettings(routes_enabled=False)))

@@ -9,14 +9,12 @@ import resource
 from cryptography import x509
 
 from netshift.cli import build_parser, main
-from netshift.settings import RouterSettings, load
 from netshift.router import certs
 from netshift.router import haproxy_config as hc
-from netshift.router.haproxy import fit_maxconn
-from netshift.router.haproxy import Proc, parse_show_proc
+from netshift.router.haproxy import Proc, fit_maxconn, parse_show_proc
 from netshift.router.runner import default_certificate
 from netshift.router.store import ConfigStore
-
+from netshift.settings import RouterSettings, load
 from tests.unit.router_helpers import route_obj
 
 SHOW_PROC = """#<PID>          <type>          <reloads>       <uptime>        <version>

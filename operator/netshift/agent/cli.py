@@ -32,8 +32,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from netshift.agent import nft, routes, ruleset, runner  # noqa: PLC0415 (pyroute2 only for the agent)
-    from netshift.agent.config import ConfigError  # noqa: PLC0415
+    from netshift.agent import nft, routes, ruleset, runner  # pyroute2 only for the agent
+    from netshift.agent.config import ConfigError
 
     settings = load(AgentSettings, args)
     if not args.dry_run:

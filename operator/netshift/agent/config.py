@@ -12,12 +12,12 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import json
-from typing import Any, Union
+from typing import Any
 
 import yaml
 
-IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
-IPInterface = Union[ipaddress.IPv4Interface, ipaddress.IPv6Interface]
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 
 PROTOCOLS = ("tcp", "udp", "sctp")
 FAMILIES = {4: "ip", 6: "ip6"}  # IP version -> nftables family

@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any, cast
 
 from netshift.egressrouter.kube import Kube
 from netshift.egressrouter.queue import WorkQueue
@@ -88,8 +89,8 @@ class Controller:
         loop = asyncio.get_running_loop()
         try:
             self._nads(await loop.run_in_executor(self.executor, kube.nad_served))
-        except Exception as exc:  # noqa: BLE001 (the poll below retries)
-            log.warning("cannot check NetworkAttachmentDefinitions: %s", exc)
+        except Exception as exc:
+            log.warning("cannot check NetworkAttachmentDefinitions (the poll retries): %s", exc)
         self.nad_epoch = 0  # what was served at startup is what kopf lists: nothing to force
         self.reconciler = Reconciler(
             kube, self.cache, self.render,
@@ -108,17 +109,19 @@ class Controller:
         self.executor.shutdown(wait=False, cancel_futures=True)
 
     async def _worker(self) -> None:
-        assert self.reconciler is not None
+        reconciler = self.reconciler
+        assert reconciler is not None, "workers start after the reconciler"
         loop = asyncio.get_running_loop()
         while True:
             key = await self.queue.get()
+            namespace, name = cast(tuple[str, str], key)
             try:
-                outcome = await loop.run_in_executor(self.executor, self.reconciler.reconcile, *key)
+                outcome = await loop.run_in_executor(self.executor, reconciler.reconcile, namespace, name)
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # noqa: BLE001 (retried with backoff)
+            except Exception as exc:  # retried with backoff
                 delay = self.queue.retry(key)
-                log.warning("reconcile of EgressRouter %s/%s failed (retry in %.1fs): %s", *key, delay, exc)
+                log.warning("reconcile of EgressRouter %s/%s failed (retry in %.1fs): %s", namespace, name, delay, exc)
             else:
                 if outcome.failed:
                     self.queue.retry(key)
@@ -140,7 +143,7 @@ class Controller:
             await asyncio.sleep(NAD_DISCOVERY_SECONDS)
             try:
                 served = await loop.run_in_executor(self.executor, kube.nad_served)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 log.debug("NAD discovery failed: %s", exc)
                 continue
             if self._nads(served):

@@ -47,7 +47,7 @@ def _q(value: object) -> str:
 def validate(name: str, spec: EgressRouterSpec) -> tuple[Problem, ...]:
     """All semantic problems of an EgressRouter named `name`; empty when it can work."""
     problems: list[Problem] = []
-    add = lambda reason, field, detail: problems.append(Problem(reason, field, detail))  # noqa: E731
+    add = lambda reason, field, detail: problems.append(Problem(reason, field, detail))
 
     if len(name) > 63 or not _DNS1035_LABEL.match(name):
         add("InvalidName", "metadata.name",

@@ -22,7 +22,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from netshift.operator import app  # noqa: PLC0415 (kopf only for the operator)
+    from netshift.operator import app  # kopf only for the operator
 
     settings = load(OperatorSettings, args)
     logs.setup(settings.log_format, args.verbose)

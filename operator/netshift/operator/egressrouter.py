@@ -13,7 +13,8 @@ or stripped of that label produces an event for its router and is repaired withi
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import kopf
 
@@ -51,11 +52,11 @@ def _owned(body: Mapping[str, Any], **_: Any) -> bool:
     return _owner(body) is not None
 
 
-def _index(namespace: str, name: str, body: Any, **_: Any) -> dict:
+def _index(namespace: str | None, name: str, body: Any, **_: Any) -> dict:
     return {(namespace, name): _trim(body)}
 
 
-def _pod_index(namespace: str, labels: Mapping[str, str], body: Any, **_: Any) -> dict:
+def _pod_index(namespace: str | None, labels: Mapping[str, str], body: Any, **_: Any) -> dict:
     return {(namespace, labels["app.kubernetes.io/instance"]): _trim(body)}
 
 
@@ -75,7 +76,7 @@ def _router_of_child(name: str, body: Mapping[str, Any]) -> str | None:
 
 def _event_handler(kind: str | None, router_of: Callable[[str, Mapping[str, Any]], str | None]):
     """Keep the cache bound and the reconciler's recent writes current, queue the router."""
-    def handler(namespace: str, name: str, body: Any, type: str | None, memo: kopf.Memo, **kwargs: Any) -> None:
+    def handler(namespace: str | None, name: str, body: Any, type: str, memo: kopf.Memo, **kwargs: Any) -> None:
         controller = memo.egressrouter
         controller.cache.bind(kwargs)
         if kind is not None and controller.reconciler is not None:
@@ -94,6 +95,6 @@ def register(registry: kopf.OperatorRegistry) -> None:
                registry=registry)(_pod_index)
     kopf.on.event(GROUP, VERSION, PLURAL, id="egressrouter_event", registry=registry)(
         _event_handler(KIND, lambda name, _: name))
-    for kind, resource in (*CHILD_RESOURCES.items(), (None, PODS)):
+    for child_kind, resource in (*CHILD_RESOURCES.items(), (None, PODS)):
         kopf.on.event(*resource, id=f"egressrouter_child_{resource[2]}", registry=registry)(
-            _event_handler(kind, _router_of_child))
+            _event_handler(child_kind, _router_of_child))

@@ -51,8 +51,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from netshift.router import haproxy, haproxy_config, runner  # noqa: PLC0415 (the router's deps only here)
-    from netshift.router.routes import served_route  # noqa: PLC0415
+    from netshift.router import haproxy, haproxy_config, runner  # the router's deps only here
+    from netshift.router.routes import served_route
 
     s = load(RouterSettings, args)
     config_dir = pathlib.Path(s.router_config_dir)
