@@ -45,7 +45,7 @@ def configure_settings(settings: kopf.OperatorSettings, **_: Any) -> None:
 
 def registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
     """The handlers this configuration needs."""
-    reg = kopf.OperatorRegistry()
+    reg = kopf.SmartOperatorRegistry()  # with kopf's login handlers
     kopf.on.startup(id="house-settings", registry=reg)(configure_settings)
     egressrouter.register(reg)
     if settings.routes_enabled:
