@@ -116,6 +116,8 @@ def test_registry_follows_the_settings():
     without = events(app.registry(settings.OperatorSettings(routes_enabled=False)))
     assert "netshift-route-admission" in with_routes - without
     assert "egressrouter_event" in without
+    activities = {h.id for h in app.registry(settings.OperatorSettings())._activities.get_all_handlers()}
+    assert {"login_via_client", "house-settings", "egressrouter-controller", "netshift-route-index"} <= activities
 
 
 def test_house_settings_use_own_prefix_and_bounded_watches():
