@@ -15,7 +15,7 @@ def er(rules=None, fallback=None, addresses=None, **spec_extra) -> dict:
     if fallback is not None:
         redirect["fallbackIP"] = fallback
     return {"spec": {"addresses": addresses if addresses is not None else
-                     [{"ip": "192.0.2.10/24", "gateway": "192.0.2.1"}],
+                     [{"ip": "10.250.2.10/24", "gateway": "10.250.2.1"}],
                      "redirect": redirect, **spec_extra}}
 
 
@@ -35,7 +35,7 @@ kind: EgressRouter
 metadata: {name: egress-1}
 spec:
   addresses:
-  - {ip: 192.0.2.10/24, gateway: 192.0.2.1}
+  - {ip: 10.250.2.10/24, gateway: 10.250.2.1}
   - {ip: "2001:db8:a::10/64", gateway: "2001:db8:a::1"}
   redirect:
     redirectRules:
@@ -43,19 +43,19 @@ spec:
     - {destinationIP: "2001:db8:d::10", port: 53, protocol: udp, targetPort: 5353}
 """)
     assert cfg.versions == (4, 6)
-    assert cfg.addresses[0].interface == ipaddress.ip_interface("192.0.2.10/24")
+    assert cfg.addresses[0].interface == ipaddress.ip_interface("10.250.2.10/24")
     first, second = cfg.rules
     assert (first.protocol, first.port, first.target_port) == ("tcp", 80, 80)  # targetPort defaults to port
     assert (second.protocol, second.target_port, second.version) == ("udp", 5353, 6)
     assert cfg.fallback is None
     assert cfg.source(6).interface.ip == ipaddress.ip_address("2001:db8:a::10")
-    assert cfg.gateway(4) == ipaddress.ip_address("192.0.2.1")
+    assert cfg.gateway(4) == ipaddress.ip_address("10.250.2.1")
 
 
 def test_json_document() -> None:
-    cfg = parse_text('{"spec": {"addresses": [{"ip": "192.0.2.10/24"}], "redirect": {"fallbackIP": "192.0.2.20"}}}')
-    assert cfg.rules == () and str(cfg.fallback) == "192.0.2.20"
-    assert cfg.destinations() == (ipaddress.ip_address("192.0.2.20"),)
+    cfg = parse_text('{"spec": {"addresses": [{"ip": "10.250.2.10/24"}], "redirect": {"fallbackIP": "10.250.2.20"}}}')
+    assert cfg.rules == () and str(cfg.fallback) == "10.250.2.20"
+    assert cfg.destinations() == (ipaddress.ip_address("10.250.2.20"),)
 
 
 def test_destinations_are_unique_in_spec_order() -> None:
@@ -67,22 +67,22 @@ def test_destinations_are_unique_in_spec_order() -> None:
 @pytest.mark.parametrize("doc, field, words", [
     (er([rule()], mode="Proxy"), "spec.mode", "only Redirect"),
     (er([rule()], addresses=[]), "spec.addresses", "at least one"),
-    (er([rule()], addresses=[{"ip": "192.0.2.10"}]), "spec.addresses[0].ip", "must be a CIDR"),
-    (er([rule()], addresses=[{"ip": "192.0.2.300/24"}]), "spec.addresses[0].ip", "not a valid CIDR"),
-    (er([rule()], addresses=[{"ip": "192.0.2.0/24"}]), "spec.addresses[0].ip", "network address"),
-    (er([rule()], addresses=[{"ip": "192.0.2.10/24", "gateway": "2001:db8::1"}]),
+    (er([rule()], addresses=[{"ip": "10.250.2.10"}]), "spec.addresses[0].ip", "must be a CIDR"),
+    (er([rule()], addresses=[{"ip": "10.250.2.300/24"}]), "spec.addresses[0].ip", "not a valid CIDR"),
+    (er([rule()], addresses=[{"ip": "10.250.2.0/24"}]), "spec.addresses[0].ip", "network address"),
+    (er([rule()], addresses=[{"ip": "10.250.2.10/24", "gateway": "2001:db8::1"}]),
      "spec.addresses[0].gateway", "IPv6 gateway"),
-    (er([rule()], addresses=[{"ip": "192.0.2.10/24", "gateway": "192.0.2.10"}]),
+    (er([rule()], addresses=[{"ip": "10.250.2.10/24", "gateway": "10.250.2.10"}]),
      "spec.addresses[0].gateway", "own address"),
-    (er([rule()], addresses=[{"ip": "192.0.2.10/24", "gateway": "192.0.2.1"}, {"ip": "192.0.2.10/25"}]),
+    (er([rule()], addresses=[{"ip": "10.250.2.10/24", "gateway": "10.250.2.1"}, {"ip": "10.250.2.10/25"}]),
      "spec.addresses[1].ip", "listed twice"),
-    ({"spec": {"addresses": [{"ip": "192.0.2.10/24"}]}}, "spec.redirect", "required"),
+    ({"spec": {"addresses": [{"ip": "10.250.2.10/24"}]}}, "spec.redirect", "required"),
     (er([]), "spec.redirect", "redirectRules or a fallbackIP"),
     (er([rule(), rule(dest="10.0.0.300")]), "spec.redirect.redirectRules[1].destinationIP", "not an IPv4"),
     (er([rule(dest="2001:db8:d::10")]), "spec.redirect.redirectRules[0].destinationIP", "no IPv6 address"),
-    (er([rule(dest="192.0.2.10")]), "spec.redirect.redirectRules[0].destinationIP", "own address"),
+    (er([rule(dest="10.250.2.10")]), "spec.redirect.redirectRules[0].destinationIP", "own address"),
     (er([rule(dest="127.0.0.1")]), "spec.redirect.redirectRules[0].destinationIP", "cannot be"),
-    (er([rule(dest="198.51.100.10")], addresses=[{"ip": "192.0.2.10/24"}]),
+    (er([rule(dest="198.51.100.10")], addresses=[{"ip": "10.250.2.10/24"}]),
      "spec.redirect.redirectRules[0].destinationIP", "no gateway"),
     (er([rule(port=0)]), "spec.redirect.redirectRules[0].port", "outside 1-65535"),
     (er([rule(port=True)]), "spec.redirect.redirectRules[0].port", "port number"),
@@ -103,13 +103,13 @@ def test_errors_name_the_field(doc: dict, field: str, words: str) -> None:
 
 def test_same_port_on_other_protocol_or_family_is_fine() -> None:
     cfg = parse_spec(er([rule(), rule(proto="UDP"), rule(dest="2001:db8:d::10")],
-                        addresses=[{"ip": "192.0.2.10/24", "gateway": "192.0.2.1"},
+                        addresses=[{"ip": "10.250.2.10/24", "gateway": "10.250.2.1"},
                                    {"ip": "2001:db8:a::10/64", "gateway": "2001:db8:a::1"}]))
     assert [r.key for r in cfg.rules] == ["tcp_80", "udp_80", "tcp_80"]
 
 
 def test_on_link_destination_needs_no_gateway() -> None:
-    cfg = parse_spec(er([rule(dest="192.0.2.20")], addresses=[{"ip": "192.0.2.10/24"}]))
+    cfg = parse_spec(er([rule(dest="10.250.2.20")], addresses=[{"ip": "10.250.2.10/24"}]))
     assert cfg.gateway(4) is None
 
 

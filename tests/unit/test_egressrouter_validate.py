@@ -2,8 +2,7 @@
 import pytest
 
 from netshift.egressrouter.validate import validate
-
-from ._egressrouter_fixtures import router
+from tests.support.egressrouters import router
 
 
 def problems(name="egress", **changes):
