@@ -52,8 +52,8 @@ class Operator:
         text = scrape(self.op.metrics_url)
         return {
             "status_writes": metric_sum(text, "netshift_api_requests_total", resource="routes/status",
-                                        verb="patch"),
-            "host_writes": metric_sum(text, "netshift_api_requests_total", resource="routes", verb="patch"),
+                                        verb="PATCH"),
+            "host_writes": metric_sum(text, "netshift_api_requests_total", resource="routes", verb="PATCH"),
             "evaluated": metric_sum(text, "netshift_route_evaluations_total"),
         }
 

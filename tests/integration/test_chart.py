@@ -115,7 +115,7 @@ ROUTE_RULES = {
     ("route.openshift.io", "routes/status", ("patch",)),
     ("", "events", ("create",)),
 }
-# The router (operator/netshift/router/kube.py) only reads; Secrets for spec.tls.externalCertificate.
+# The router (operator/netshift/kube/watch.py) only reads; Secrets for spec.tls.externalCertificate.
 ROUTER_RULES = {
     ("route.openshift.io", "routes", ("list", "watch")),
     ("discovery.k8s.io", "endpointslices", ("list", "watch")),

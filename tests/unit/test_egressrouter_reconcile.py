@@ -52,18 +52,18 @@ class FakeKube:
         self.writes.append(("delete", kind))
         self.cache.children.pop((kind, ns, name), None)
 
-    def patch_status(self, ns, name, status):
+    def merge_patch(self, kind, ns, name, patch, sub=None):
+        if kind == "Pod":
+            self.writes.append(("annotate", "Pod"))
+            return {}
         self.writes.append(("status", None))
         body = self._stamp(self.cache.routers[(ns, name)])
-        body["status"] = status
+        body["status"] = patch["status"]
         self.cache.routers[(ns, name)] = body
         return body
 
-    def pod_events(self, *_):
+    def warning_events(self, *_):
         return []
-
-    def annotate_pod(self, *_):
-        self.writes.append(("annotate", "Pod"))
 
     def post_event(self, *_, **__):
         self.writes.append(("event", None))

@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
+from netshift.kube import ApiError
 from netshift.route.admission import Policy
-from netshift.route.controller import ApiError, RouteAdmissionController
+from netshift.route.controller import RouteAdmissionController
 from tests.support.routes import route_obj
 
 POLICY = Policy(domain="apps.example.com", allow_wildcard_routes=True)

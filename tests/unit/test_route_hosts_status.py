@@ -16,7 +16,7 @@ def write(**kw):
 def test_generated_host_replaces_dots_in_name():
     assert hosts.generated_host("web.v1", "shop", "apps.example.com") == "web-v1-shop.apps.example.com"
     w = write(name="web.v1")
-    assert w == hosts.HostWrite("web-v1-shop.apps.example.com", generated=True, kept=False)
+    assert w == hosts.HostWrite("web-v1-shop.apps.example.com", generated=True)
 
 
 def test_no_write_for_user_host_subdomain_or_wildcard():
@@ -26,7 +26,7 @@ def test_no_write_for_user_host_subdomain_or_wildcard():
 
 
 def test_cleared_host_is_kept():
-    assert write(previous_host="old.example.com") == hosts.HostWrite("old.example.com", False, True)
+    assert write(previous_host="old.example.com") == hosts.HostWrite("old.example.com", False)
 
 
 def test_long_generated_label_is_invalid():

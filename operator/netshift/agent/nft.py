@@ -37,9 +37,3 @@ def list_table(family: str, name: str = TABLE) -> list[dict] | None:
         raise NftError(f"nft list table {family} {name}: {proc.stderr.strip()}")
     return json.loads(proc.stdout)["nftables"]
 
-
-def check_script(script: str) -> None:
-    """Dry-run an nft script (`nft -c`): parses and validates against the kernel without committing."""
-    proc = _run(["-c", "-f", "-"], script)
-    if proc.returncode != 0:
-        raise NftError(f"nft -c: {proc.stderr.strip()}")

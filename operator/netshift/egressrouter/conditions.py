@@ -15,9 +15,10 @@ from typing import Any
 
 from netshift.egressrouter.render import CONFIG_HASH_ANNOTATION
 from netshift.egressrouter.validate import Problem
+from netshift.models.egressrouter import ConditionType
 
-AVAILABLE, PROGRESSING, DEGRADED = "Available", "Progressing", "Degraded"
-TYPES = (AVAILABLE, PROGRESSING, DEGRADED)
+TYPES = tuple(t.value for t in ConditionType)  # in the order they are written
+AVAILABLE, PROGRESSING, DEGRADED = TYPES
 NAD_NOT_SERVED = "NetworkAttachmentDefinitionsNotServed"
 
 _IMAGE_ERRORS = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull",

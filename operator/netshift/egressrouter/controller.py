@@ -9,11 +9,11 @@ import logging
 from collections.abc import Mapping
 from typing import Any, cast
 
-from netshift.egressrouter.kube import Kube
 from netshift.egressrouter.queue import WorkQueue
 from netshift.egressrouter.reconcile import Reconciler
 from netshift.egressrouter.render import NAD_KIND, RenderSettings
-from netshift.kubeclient import new_api_client
+from netshift.kube import Kube, new_api_client
+from netshift.models.egressrouter import KIND
 
 log = logging.getLogger("netshift.egressrouter")
 
@@ -85,10 +85,10 @@ class Controller:
         return changed
 
     async def start(self) -> None:
-        kube = Kube(new_api_client("operator", pool_size=WORKERS + 2))
+        kube = Kube(new_api_client("operator", pool_size=WORKERS + 2), controller=KIND)
         loop = asyncio.get_running_loop()
         try:
-            self._nads(await loop.run_in_executor(self.executor, kube.nad_served))
+            self._nads(await loop.run_in_executor(self.executor, kube.served, NAD_KIND))
         except Exception as exc:
             log.warning("cannot check NetworkAttachmentDefinitions (the poll retries): %s", exc)
         self.nad_epoch = 0  # what was served at startup is what kopf lists: nothing to force
@@ -142,7 +142,7 @@ class Controller:
         while True:
             await asyncio.sleep(NAD_DISCOVERY_SECONDS)
             try:
-                served = await loop.run_in_executor(self.executor, kube.nad_served)
+                served = await loop.run_in_executor(self.executor, kube.served, NAD_KIND)
             except Exception as exc:
                 log.debug("NAD discovery failed: %s", exc)
                 continue

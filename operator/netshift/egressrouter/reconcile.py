@@ -21,7 +21,6 @@ from pydantic import ValidationError
 from netshift import metrics
 from netshift.agent.config import ConfigError, parse_spec
 from netshift.egressrouter import conditions as cond
-from netshift.egressrouter.kube import Kube, error_message
 from netshift.egressrouter.render import (
     AGENT_CONFIG_HASH_ANNOTATION,
     CONFIG_HASH_ANNOTATION,
@@ -32,6 +31,8 @@ from netshift.egressrouter.render import (
     render,
 )
 from netshift.egressrouter.validate import Problem, validate
+from netshift.kube import Kube, error_message
+from netshift.models import rfc3339_now
 from netshift.models.egressrouter import KIND, EgressRouter
 
 log = logging.getLogger("netshift.egressrouter")
@@ -198,7 +199,7 @@ class Reconciler:
             pod = cond.pod_state(pods, children.config_hash, deployment=deployment)
             if pod.waiting and pod.pod_name:
                 try:
-                    events = self.kube.pod_events(namespace, pod.pod_name, pod.pod_uid)
+                    events = self.kube.warning_events("Pod", namespace, pod.pod_name, pod.pod_uid)
                     pod = cond.pod_state(pods, children.config_hash, events, deployment)
                 except Exception as exc:
                     log.debug("cannot read events of pod %s/%s: %s", namespace, pod.pod_name, exc)
@@ -211,14 +212,14 @@ class Reconciler:
                                apply_errors=tuple(apply_errors), deployment=deployment, pod=pod,
                                summary=summary)
         previous = (body.get("status") or {}).get("conditions") or []
-        status = cond.compute_status(obs, previous, _now())
+        status = cond.compute_status(obs, previous, rfc3339_now())
         if cond.status_differs(body.get("status"), status):
             log.info("status of EgressRouter %s/%s: %s", namespace, name, ", ".join(
                 f"{c['type']}={c['status']} ({c['reason']}: {c['message']})" for c in status["conditions"]))
-            written = self.kube.patch_status(namespace, name, status)
+            written = self.kube.merge_patch(KIND, namespace, name, {"status": status}, sub="status")
             self.recent.remember((KIND, *key), written)
             for t in cond.transitions(previous, status["conditions"]):
-                self.kube.post_event(dict(body), reason=t.reason, warning=t.warning,
+                self.kube.post_event(KIND, body, reason=t.reason, warning=t.warning,
                                      message=f"{t.type}={t.status}: {t.message}" if t.message
                                      else f"{t.type}={t.status}")
         self._count_conditions(key, status["conditions"])
@@ -277,7 +278,8 @@ class Reconciler:
                     or annotations.get(AGENT_CONFIG_HASH_ANNOTATION) == want):
                 continue
             try:
-                self.kube.annotate_pod(namespace, meta["name"], {AGENT_CONFIG_HASH_ANNOTATION: want})
+                self.kube.merge_patch("Pod", namespace, meta["name"],
+                                     {"metadata": {"annotations": {AGENT_CONFIG_HASH_ANNOTATION: want}}})
             except Exception as exc:
                 log.warning("cannot annotate pod %s/%s: %s", namespace, meta.get("name"), error_message(exc))
 
@@ -310,7 +312,3 @@ def _summary(router: EgressRouter) -> str:
     if spec.fallback_ip:
         parts.append(f"fallback {spec.fallback_ip}")
     return f"redirecting {' and '.join(parts)} from {', '.join(a.ip for a in spec.addresses)}"
-
-
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

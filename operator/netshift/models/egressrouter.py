@@ -16,12 +16,10 @@ from ._base import ApiModel, KubeObject
 __all__ = [
     "API_VERSION",
     "DEFAULT_MACVLAN_MODE",
-    "DEFAULT_MODE",
     "GROUP",
     "KIND",
     "PLURAL",
     "VERSION",
-    "ConditionStatus",
     "ConditionType",
     "EgressRouter",
     "EgressRouterAddress",
@@ -67,13 +65,6 @@ class ConditionType(StrEnum):
     DEGRADED = "Degraded"
 
 
-class ConditionStatus(StrEnum):
-    TRUE = "True"
-    FALSE = "False"
-    UNKNOWN = "Unknown"
-
-
-DEFAULT_MODE = EgressRouterMode.REDIRECT.value
 DEFAULT_MACVLAN_MODE = MacvlanMode.BRIDGE.value
 
 
@@ -104,11 +95,6 @@ class L4RedirectRule(ApiModel):
     port: int
     protocol: str  # TCP | UDP | SCTP
     target_port: int | None = None
-
-    @property
-    def effective_target_port(self) -> int:
-        """The destination port: ``targetPort``, or ``port`` when it is not set."""
-        return self.target_port or self.port
 
 
 class RedirectConfig(ApiModel):

@@ -6,7 +6,9 @@ filled in, unknown fields kept, frozen).
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
+from typing import Any
 
 from pydantic import Field
 
@@ -38,6 +40,7 @@ __all__ = [
     "TLSConfig",
     "TLSTermination",
     "WildcardPolicy",
+    "admitted_condition",
 ]
 
 GROUP = "route.openshift.io"
@@ -189,3 +192,8 @@ class Route(KubeObject):
 
     spec: RouteSpec
     status: RouteStatus | None = None
+
+
+def admitted_condition(entry: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    """The Admitted condition of a ``status.ingress[]`` entry in wire form (a dict), if any."""
+    return next((c for c in (entry or {}).get("conditions") or [] if c.get("type") == ADMITTED), None)

@@ -19,19 +19,14 @@ from typing import Any
 import kopf
 
 from netshift.egressrouter.controller import CHILD_INDEXES, POD_INDEX, ROUTER_INDEX
-from netshift.egressrouter.kube import NAD_PLURAL
 from netshift.egressrouter.render import MANAGED_BY, NAD_KIND
+from netshift.kube.api import RESOURCES
 from netshift.models.egressrouter import GROUP, KIND, PLURAL, VERSION
 
 SELECTOR = ",".join(f"{k}={v}" for k, v in MANAGED_BY.items())
 # NB: kopf applies these selectors to every watch of these resources in this process.
-CHILD_RESOURCES = {
-    "Deployment": ("apps", "v1", "deployments"),
-    "Service": ("", "v1", "services"),
-    "ConfigMap": ("", "v1", "configmaps"),
-    NAD_KIND: ("k8s.cni.cncf.io", "v1", NAD_PLURAL),
-}
-PODS = ("", "v1", "pods")
+CHILD_RESOURCES = {kind: RESOURCES[kind] for kind in ("Deployment", "Service", "ConfigMap", NAD_KIND)}
+PODS = RESOURCES["Pod"]
 
 
 def _trim(body: Mapping[str, Any]) -> dict[str, Any]:

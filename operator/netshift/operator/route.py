@@ -12,11 +12,6 @@ quadratic in the number of routes, minutes at 10,000.)
 """
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
-import fnmatch
-import functools
-import logging
 from typing import Any
 
 import kopf
@@ -24,64 +19,9 @@ import kopf
 from netshift import metrics
 from netshift.models.route import GROUP, PLURAL, VERSION
 from netshift.route import admission
-from netshift.route.controller import ApiError, Observed, RouteAdmissionController
+from netshift.route.api import KubeRouteApi
+from netshift.route.controller import RouteAdmissionController
 from netshift.settings import OperatorSettings
-
-log = logging.getLogger("netshift.route")
-
-
-class KubeRouteApi:
-    """Route patches through the ``kubernetes`` client, off the event loop."""
-
-    def __init__(self, threads: int = 16) -> None:
-        from kubernetes import client
-
-        from netshift.kubeclient import new_api_client
-
-        self._api = client.CustomObjectsApi(new_api_client("operator", pool_size=threads))
-        self._pool = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="route-api")
-
-    async def _call(self, verb: str, resource: str, fn, *args: Any) -> dict[str, Any]:
-        from kubernetes.client.exceptions import ApiException
-
-        metrics.API_REQUESTS.labels("route", verb, resource).inc()
-        loop = asyncio.get_running_loop()
-        try:
-            return await loop.run_in_executor(self._pool, functools.partial(fn, *args))
-        except ApiException as exc:
-            raise ApiError(exc.status or 0, exc.reason or "") from None
-
-    async def list_routes(self, namespaces: list[str]) -> list[dict[str, Any]]:
-        """Every route of the watched namespaces (all when empty), page by page."""
-        exact = [n for n in namespaces if not any(ch in n for ch in "*?[!")]
-        scopes: list[str | None] = [*exact] if namespaces and len(exact) == len(namespaces) else [None]
-        items: list[dict[str, Any]] = []
-        for ns in scopes:
-            token = None
-            while True:
-                kwargs = {"limit": 500, **({"_continue": token} if token else {})}
-                if ns is None:
-                    page = await self._call("list", "routes", functools.partial(
-                        self._api.list_cluster_custom_object, GROUP, VERSION, PLURAL, **kwargs))
-                else:
-                    page = await self._call("list", "routes", functools.partial(
-                        self._api.list_namespaced_custom_object, GROUP, VERSION, ns, PLURAL, **kwargs))
-                items.extend(page.get("items") or [])
-                token = (page.get("metadata") or {}).get("continue")
-                if not token:
-                    break
-        if namespaces and scopes == [None]:
-            items = [i for i in items if _watched(i["metadata"]["namespace"], namespaces)]
-        return items
-
-    async def patch_status(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
-        return await self._call("patch", "routes/status",
-                                self._api.patch_namespaced_custom_object_status,
-                                GROUP, VERSION, namespace, PLURAL, name, patch)
-
-    async def patch(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
-        return await self._call("patch", "routes", self._api.patch_namespaced_custom_object,
-                                GROUP, VERSION, namespace, PLURAL, name, patch)
 
 
 class _Metrics:
@@ -94,40 +34,13 @@ class _Metrics:
     def admission(reason: str) -> None:
         metrics.ADMISSIONS.labels(reason).inc()
 
-    @staticmethod
-    def write(kind: str) -> None:
-        pass  # counted per request in KubeRouteApi
-
-
-def _post_event(obs: Observed, decision: admission.Decision, previous: admission.Decision | None) -> None:
-    """An Event on the route for each transition; a first admission is not news."""
-    if decision.admitted and previous is None:
-        return
-    ref: dict[str, Any] = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Route",
-           "metadata": {"name": obs.name, "namespace": obs.namespace}}
-    try:
-        if decision.admitted:
-            kopf.info(ref, reason="Admitted", message="route admitted")  # type: ignore[arg-type]  # any body-like mapping works
-        else:
-            kopf.warn(ref, reason=decision.reason or "Rejected",  # type: ignore[arg-type]  # any body-like mapping
-                      message=decision.message or "")
-    except Exception:  # posting is best effort (e.g. outside kopf's context in tests)
-        log.debug("could not post route event", exc_info=True)
-
 
 def _controller(settings: OperatorSettings) -> RouteAdmissionController:
+    api = KubeRouteApi()
     return RouteAdmissionController(
         policy=admission.policy_from_config(settings), router_name=settings.router_name,
-        canonical_hostname=settings.router_canonical_hostname, api=KubeRouteApi(),
-        on_transition=_post_event, metrics=_Metrics())
-
-
-def _watched(namespace: str, patterns: list[str]) -> bool:
-    """kopf's namespace patterns: globs, and ``!glob`` to exclude."""
-    included = [p for p in patterns if not p.startswith("!")]
-    excluded = [p[1:] for p in patterns if p.startswith("!")]
-    return (not included or any(fnmatch.fnmatchcase(namespace, p) for p in included)) and \
-        not any(fnmatch.fnmatchcase(namespace, p) for p in excluded)
+        canonical_hostname=settings.router_canonical_hostname, api=api,
+        on_transition=api.post_transition, metrics=_Metrics())
 
 
 async def _startup(memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:

@@ -22,7 +22,7 @@ import dataclasses
 from collections import defaultdict
 from collections.abc import Iterable
 
-from netshift.models.route import Route, TLSTermination
+from netshift.models.route import Route, TLSTermination, WildcardPolicy
 from netshift.settings import OperatorSettings
 
 from . import hosts, tls, validation
@@ -116,9 +116,9 @@ def own_rejection(route: Route, host: str, policy: Policy) -> Decision | None:
         if policy.allowed_domains and not _in_domains(host, policy.allowed_domains):
             return reject(ROUTE_NOT_ADMITTED, "host not in the allowed list of domains")
     wildcard_policy = route.spec.effective_wildcard_policy
-    if wildcard_policy == hosts.SUBDOMAIN and not policy.allow_wildcard_routes:
+    if wildcard_policy == WildcardPolicy.SUBDOMAIN and not policy.allow_wildcard_routes:
         return reject(ROUTE_NOT_ADMITTED, "wildcard routes are not allowed")
-    if wildcard_policy not in ("None", hosts.SUBDOMAIN):
+    if wildcard_policy not in tuple(WildcardPolicy):
         return reject(ROUTE_NOT_ADMITTED, f"unknown wildcard policy {wildcard_policy}")
     if not host:
         return reject(NO_HOST_VALUE, "no host value was defined for the route")
@@ -143,7 +143,7 @@ def candidate(route: Route, policy: Policy, host: str | None = None) -> Candidat
         host=host,
         path=route.spec.path or "",
         termination=route.spec.termination,
-        wildcard=route.spec.effective_wildcard_policy == hosts.SUBDOMAIN,
+        wildcard=route.spec.effective_wildcard_policy == WildcardPolicy.SUBDOMAIN,
         rejection=own_rejection(route, host, policy),
     )
 

@@ -22,19 +22,14 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from netshift.kube.api import ApiError
 from netshift.models import rfc3339_now
-from netshift.models.route import Route
+from netshift.models.route import Route, WildcardPolicy, admitted_condition
 
 from . import admission, hosts, status, validation
 from .admission import AdmissionIndex, Candidate, Decision, Policy
 
 log = logging.getLogger("netshift.route")
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, message: str = "") -> None:
-        super().__init__(f"{status}: {message}")
-        self.status = status
 
 
 class RouteApi(Protocol):
@@ -113,7 +108,7 @@ class RouteAdmissionController:
             namespace=meta.get("namespace", ""), name=meta.get("name", ""),
             resource_version=meta.get("resourceVersion"),
             ingress=list((body.get("status") or {}).get("ingress") or []),
-            wildcard_policy=spec.get("wildcardPolicy") or "None",
+            wildcard_policy=spec.get("wildcardPolicy") or WildcardPolicy.NONE.value,
         )
         self.observed[uid] = obs
         # The candidate depends on the spec (generation moves with it), the annotation that relaxes
@@ -162,7 +157,6 @@ class RouteAdmissionController:
             self._check.add(uid)
         self._wake.set()
         if self._worker is None or self._worker.done():
-            # Created from a handler so that it inherits kopf's context (event posting).
             self._worker = asyncio.get_running_loop().create_task(self._run())
 
     def _replace(self, uid: str, cand: Candidate | None) -> None:
@@ -268,14 +262,14 @@ class RouteAdmissionController:
             async with self._sem:
                 result = await call
         except ApiError as exc:
-            if exc.status == 409:
+            if exc.conflict:
                 self.stats.conflicts += 1
                 # The newer object's event retries the check; if it came while this write was in
                 # flight (and was skipped as a duplicate), check again now.
                 current = self.observed.get(uid)
                 if current is not None and current.resource_version != sent_rv:
                     asyncio.get_running_loop().call_soon(self.kick, uid)
-            elif exc.status != 404:
+            elif not exc.not_found:
                 self.stats.errors += 1
                 log.warning("route %s write failed: %s", kind, exc)
                 asyncio.get_running_loop().call_later(5.0, self.kick, uid)
@@ -291,8 +285,6 @@ class RouteAdmissionController:
             self.stats.status_writes += 1
         else:
             self.stats.host_writes += 1
-        if self._metrics:
-            self._metrics.write(kind)
         return result
 
     async def drain(self) -> None:
@@ -319,7 +311,7 @@ def _strip_times(ingress: list[dict[str, Any]]) -> str:
 def _decision_of(entry: dict[str, Any] | None) -> Decision | None:
     if not entry:
         return None
-    cond = next((c for c in entry.get("conditions") or [] if c.get("type") == "Admitted"), None)
+    cond = admitted_condition(entry)
     if cond is None:
         return None
     if cond.get("status") == "True":

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import dataclasses
 
+from netshift.models.route import WildcardPolicy
+
 HOST_GENERATED_ANNOTATION = "openshift.io/host.generated"
-SUBDOMAIN = "Subdomain"
 
 
 def generated_host(name: str, namespace: str, domain: str) -> str:
@@ -41,7 +42,6 @@ class HostWrite:
 
     host: str
     generated: bool  # also set the openshift.io/host.generated annotation
-    kept: bool  # restored the host an update cleared (not newly generated)
 
 
 def host_to_write(*, spec_host: str | None, subdomain: str | None, wildcard_policy: str | None,
@@ -57,8 +57,8 @@ def host_to_write(*, spec_host: str | None, subdomain: str | None, wildcard_poli
     - otherwise the host is generated. A first label over 63 characters is still returned: the
       caller must validate it (it is reported as ``InvalidHost``, never written).
     """
-    if spec_host or subdomain or wildcard_policy == SUBDOMAIN:
+    if spec_host or subdomain or wildcard_policy == WildcardPolicy.SUBDOMAIN:
         return None
     if previous_host:
-        return HostWrite(previous_host, generated=previous_generated, kept=True)
-    return HostWrite(generated_host(name, namespace, domain), generated=True, kept=False)
+        return HostWrite(previous_host, generated=previous_generated)
+    return HostWrite(generated_host(name, namespace, domain), generated=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from netshift.models.route import ADMITTED
+from netshift.models.route import ADMITTED, WildcardPolicy, admitted_condition
 
 from .admission import Decision
 
@@ -27,7 +27,7 @@ def desired_entry(*, router_name: str, host: str, wildcard_policy: str | None,
             condition["reason"] = decision.reason
         if decision.message:
             condition["message"] = decision.message
-    old = _admitted_condition(previous)
+    old = admitted_condition(previous)
     if old is not None and old.get("status") == condition["status"] and old.get("lastTransitionTime"):
         condition["lastTransitionTime"] = old["lastTransitionTime"]
     else:
@@ -36,17 +36,11 @@ def desired_entry(*, router_name: str, host: str, wildcard_policy: str | None,
     if host:
         entry["host"] = host  # written on rejection too: users see which host was refused
     entry["routerName"] = router_name
-    entry["wildcardPolicy"] = wildcard_policy or "None"
+    entry["wildcardPolicy"] = wildcard_policy or WildcardPolicy.NONE.value
     if canonical_hostname:
         entry["routerCanonicalHostname"] = canonical_hostname
     entry["conditions"] = [condition]
     return entry
-
-
-def _admitted_condition(entry: dict[str, Any] | None) -> dict[str, Any] | None:
-    if not entry:
-        return None
-    return next((c for c in entry.get("conditions") or [] if c.get("type") == ADMITTED), None)
 
 
 def our_entry(ingress: list[dict[str, Any]] | None, router_name: str) -> dict[str, Any] | None:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import re
 
-from netshift.models.route import Route, TLSTermination
+from netshift.models.route import InsecureEdgeTerminationPolicy as Insecure
+from netshift.models.route import Route, TLSTermination, WildcardPolicy
 
 ALLOW_NON_DNS_COMPLIANT_HOST_ANNOTATION = "route.openshift.io/allow-non-dns-compliant-host"
 
@@ -134,7 +135,7 @@ def tls_errors(route: Route) -> list[str]:
                 errs.append(invalid(f"{p}.{fld}", redacted, msg))
         if tls.external_certificate is not None and tls.external_certificate.name:
             errs.append(invalid(f"{p}.externalCertificate", tls.external_certificate.name, msg))
-        if tls.insecure_edge_termination_policy not in (None, "", "None", "Redirect"):
+        if tls.insecure_edge_termination_policy not in (None, "", Insecure.NONE, Insecure.REDIRECT):
             errs.append(invalid(f"{p}.insecureEdgeTerminationPolicy", tls.insecure_edge_termination_policy,
                                 "invalid value for InsecureEdgeTerminationPolicy option, acceptable "
                                 "values are None, Redirect, or empty"))
@@ -147,7 +148,7 @@ def tls_errors(route: Route) -> list[str]:
     else:
         errs.append(not_supported(f"{p}.termination", tls.termination, _TERMINATIONS))
     if (tls.termination in (TLSTermination.EDGE, TLSTermination.REENCRYPT)
-            and tls.insecure_edge_termination_policy not in (None, "", "None", "Allow", "Redirect")):
+            and tls.insecure_edge_termination_policy not in (None, "", *Insecure)):
         errs.append(invalid(f"{p}.insecureEdgeTerminationPolicy", tls.insecure_edge_termination_policy,
                             "invalid value for InsecureEdgeTerminationPolicy option, acceptable values "
                             "are None, Allow, Redirect, or empty"))
@@ -170,7 +171,7 @@ def spec_errors(route: Route) -> list[str]:
             label_errs = dns1123_label_errors(label)
             if label_errs:
                 errs.append(invalid("spec.subdomain", label, ", ".join(label_errs)))
-    if spec.wildcard_policy == "Subdomain" and not spec.host:
+    if spec.wildcard_policy == WildcardPolicy.SUBDOMAIN and not spec.host:
         errs.append(invalid("spec.wildcardPolicy", spec.wildcard_policy,
                             "host name not specified for wildcard policy"))
     if spec.path:

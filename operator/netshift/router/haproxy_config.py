@@ -29,11 +29,13 @@ import dataclasses
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 
+from netshift.models.route import InsecureEdgeTerminationPolicy as Insecure
+from netshift.models.route import TLSTermination as Termination
 from netshift.route.hosts import domain_of
 
 from . import annotations as ann
 from .endpoints import Endpoint, endpoint_weights, select_port
-from .routes import ALLOW, EDGE, HTTP, PASSTHROUGH, REDIRECT, REENCRYPT, ServedRoute
+from .routes import HTTP, ServedRoute
 
 HTTP_MAP = "http.map"
 HTTPS_MAP = "https.map"
@@ -42,7 +44,8 @@ CERT_LIST = "certs.list"
 DEFAULT_BACKEND = "be_default"
 REDIRECT_BACKEND = "be_redirect_https"
 TLS_BACKEND = "be_tls"
-BACKEND_PREFIX = {HTTP: "be_http", EDGE: "be_edge_http", REENCRYPT: "be_secure", PASSTHROUGH: "be_tcp"}
+BACKEND_PREFIX = {HTTP: "be_http", Termination.EDGE: "be_edge_http", Termination.REENCRYPT: "be_secure",
+                  Termination.PASSTHROUGH: "be_tcp"}
 
 # Mozilla's "intermediate" TLS 1.2 cipher list (TLS 1.3 suites are OpenSSL's defaults).
 INTERMEDIATE_CIPHERS = (
@@ -188,7 +191,7 @@ def route_servers(route: ServedRoute,
     seen: set[str] = set()
     for service, eps in chosen.items():
         weight = weights.get(service, 0)
-        if route.termination == PASSTHROUGH and weight == 0:
+        if route.termination == Termination.PASSTHROUGH and weight == 0:
             continue  # no cookies in TCP mode: a weight-0 server would only confuse balancing
         for e in eps:
             name = server_name(service, e)
@@ -266,7 +269,7 @@ def render_backend(route: ServedRoute, endpoints: Mapping[tuple[str, str], Seque
     active_servers = sum(1 for s in servers if s.weight > 0)
     lines = [f"backend {backend_name(route)}"]
     body: list[str] = []
-    if route.termination == PASSTHROUGH:
+    if route.termination == Termination.PASSTHROUGH:
         body += ["mode tcp",
                  f"balance {opts.balance or ('roundrobin' if active_services > 1 else 'source')}",
                  "hash-type consistent"]
@@ -302,15 +305,15 @@ def render_backend(route: ServedRoute, endpoints: Mapping[tuple[str, str], Seque
         if opts.cookies:
             cookie = opts.cookie_name or short_hash(f"{route.namespace}:{route.name}")
             line = f"cookie {cookie} insert indirect nocache httponly"
-            if route.termination in (EDGE, REENCRYPT) and route.insecure_policy != ALLOW:
+            if route.decrypts and route.insecure_policy != Insecure.ALLOW:
                 line += f" secure attr SameSite={opts.cookie_same_site}"
             body.append(line)
-        if route.termination in (EDGE, REENCRYPT) and opts.hsts:
+        if route.decrypts and opts.hsts:
             body.append(f"http-response set-header Strict-Transport-Security {quote(opts.hsts)} if {{ ssl_fc }}")
         body += header_action_lines("http-response", route.response_headers)
     body.append("timeout check 5000ms")
     ssl_opts = ""
-    if route.termination == REENCRYPT:
+    if route.termination == Termination.REENCRYPT:
         if route.destination_ca_certificate.strip():
             rel = f"cacerts/{_file_stem(route)}.pem"
             files[rel] = pem_bundle(route.destination_ca_certificate)
@@ -323,7 +326,7 @@ def render_backend(route: ServedRoute, endpoints: Mapping[tuple[str, str], Seque
         check = f" check inter {opts.check_interval or '5000ms'}"
     maxconn = f" maxconn {opts.pod_maxconn}" if opts.pod_maxconn else ""
     for s in servers:
-        cookie = f" cookie {s.cookie}" if route.termination != PASSTHROUGH and opts.cookies else ""
+        cookie = f" cookie {s.cookie}" if route.termination != Termination.PASSTHROUGH and opts.cookies else ""
         body.append(f"server {s.name} {s.address}{cookie} weight {s.weight}{ssl_opts}{check}{maxconn}")
     return lines + ["  " + b for b in body], len(servers)
 
@@ -405,16 +408,16 @@ def render(routes: Iterable[ServedRoute], endpoints: Mapping[tuple[str, str], Se
         backends[name] = count
         backends_text += ["", *text]
         key = route_regex(r.host, r.path, r.wildcard)
-        if r.termination == PASSTHROUGH:
+        if r.termination == Termination.PASSTHROUGH:
             sni_map.append(f"{sni_regex(r.host, r.wildcard)} {name}")
-        elif r.termination in (EDGE, REENCRYPT):
+        elif r.decrypts:
             https_map.append(f"{key} {name}")
-        if r.termination == HTTP or r.insecure_policy == ALLOW:
+        if r.termination == HTTP or r.insecure_policy == Insecure.ALLOW:
             http_map.append(f"{key} {name}")
-        elif r.insecure_policy == REDIRECT:
-            http_map.append(f"{route_regex(r.host, '' if r.termination == PASSTHROUGH else r.path, r.wildcard)} "
-                            f"{REDIRECT_BACKEND}")
-        if r.termination in (EDGE, REENCRYPT) and r.certificate.strip() and r.key.strip():
+        elif r.insecure_policy == Insecure.REDIRECT:
+            path = "" if r.termination == Termination.PASSTHROUGH else r.path
+            http_map.append(f"{route_regex(r.host, path, r.wildcard)} {REDIRECT_BACKEND}")
+        if r.decrypts and r.certificate.strip() and r.key.strip():
             sni = f"*.{domain_of(r.host)}" if r.wildcard and domain_of(r.host) else r.host
             if sni not in cert_hosts:  # one certificate per host: the most specific route's
                 cert_hosts.add(sni)

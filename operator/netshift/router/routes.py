@@ -10,11 +10,11 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from netshift.models.route import ADMITTED, DEFAULT_WEIGHT
+from netshift.models.route import DEFAULT_WEIGHT, HeaderActionType, WildcardPolicy, admitted_condition
+from netshift.models.route import InsecureEdgeTerminationPolicy as Insecure
+from netshift.models.route import TLSTermination as Termination
 
 HTTP = "http"  # no spec.tls
-EDGE, REENCRYPT, PASSTHROUGH = "edge", "reencrypt", "passthrough"
-ALLOW, NONE, REDIRECT = "Allow", "None", "Redirect"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,7 +25,7 @@ class ServedRoute:
     path: str = ""
     wildcard: bool = False  # wildcardPolicy Subdomain: serves *.<domain of host>
     termination: str = HTTP  # http | edge | reencrypt | passthrough
-    insecure_policy: str = NONE  # Allow | None | Redirect (TLS routes only)
+    insecure_policy: str = Insecure.NONE  # Allow | None | Redirect (TLS routes only)
     backends: tuple[tuple[str, int], ...] = ()  # (service, weight) of to + alternateBackends
     target_port: int | str | None = None
     annotations: tuple[tuple[str, str], ...] = ()
@@ -51,6 +51,11 @@ class ServedRoute:
     @property
     def tls(self) -> bool:
         return self.termination != HTTP
+
+    @property
+    def decrypts(self) -> bool:
+        """edge and reencrypt: the router terminates TLS (passthrough only routes by SNI)."""
+        return self.termination in (Termination.EDGE, Termination.REENCRYPT)
 
     @property
     def services(self) -> list[str]:
@@ -82,11 +87,11 @@ def header_actions(items: Any) -> tuple[tuple[str, str, str], ...]:
         kind = action.get("type")
         if not _valid_header_text(name):
             continue
-        if kind == "Set":
+        if kind == HeaderActionType.SET:
             value = (action.get("set") or {}).get("value") or ""
             if _valid_header_text(value):
                 out.append((SET, name, value))
-        elif kind == "Delete":
+        elif kind == HeaderActionType.DELETE:
             out.append((DELETE, name, ""))
     return tuple(out)
 
@@ -94,12 +99,8 @@ def header_actions(items: Any) -> tuple[tuple[str, str, str], ...]:
 def admitted_entry(obj: Mapping[str, Any], router_name: str) -> Mapping[str, Any] | None:
     """This router's ``status.ingress`` entry when it says Admitted=True, else None."""
     for entry in (obj.get("status") or {}).get("ingress") or []:
-        if entry.get("routerName") != router_name:
-            continue
-        for cond in entry.get("conditions") or []:
-            if cond.get("type") == ADMITTED and cond.get("status") == "True":
-                return entry
-        return None
+        if entry.get("routerName") == router_name:
+            return entry if (admitted_condition(entry) or {}).get("status") == "True" else None
     return None
 
 
@@ -122,22 +123,22 @@ def served_route(obj: Mapping[str, Any], router_name: str) -> ServedRoute | None
         backends.append((ref["name"], DEFAULT_WEIGHT if weight is None else int(weight)))
     tls = spec.get("tls") or {}
     termination = (tls.get("termination") or "").lower() or HTTP
-    if termination not in (EDGE, REENCRYPT, PASSTHROUGH):
+    if termination not in tuple(Termination):
         termination = HTTP
-    policy = tls.get("insecureEdgeTerminationPolicy") or NONE
+    policy = tls.get("insecureEdgeTerminationPolicy") or Insecure.NONE
     if termination == HTTP:
-        policy = ALLOW  # plain routes are served on the HTTP port, by definition
-    elif policy not in (ALLOW, NONE, REDIRECT):
-        policy = NONE
+        policy = Insecure.ALLOW  # plain routes are served on the HTTP port, by definition
+    elif policy not in tuple(Insecure):
+        policy = Insecure.NONE
     target_port = (spec.get("port") or {}).get("targetPort")
     actions = (spec.get("httpHeaders") or {}).get("actions") or {}
-    http_mode = termination != PASSTHROUGH
-    wildcard = (entry.get("wildcardPolicy") or spec.get("wildcardPolicy")) == "Subdomain"
+    http_mode = termination != Termination.PASSTHROUGH
+    wildcard = (entry.get("wildcardPolicy") or spec.get("wildcardPolicy")) == WildcardPolicy.SUBDOMAIN
     return ServedRoute(
         namespace=meta.get("namespace") or "",
         name=meta.get("name") or "",
         host=host,
-        path="" if termination == PASSTHROUGH else (spec.get("path") or ""),
+        path="" if termination == Termination.PASSTHROUGH else (spec.get("path") or ""),
         wildcard=wildcard,
         termination=termination,
         insecure_policy=policy,
@@ -153,5 +154,5 @@ def served_route(obj: Mapping[str, Any], router_name: str) -> ServedRoute | None
         request_headers=header_actions(actions.get("request")) if http_mode else (),
         response_headers=header_actions(actions.get("response")) if http_mode else (),
         external_certificate=((tls.get("externalCertificate") or {}).get("name") or "")
-        if termination in (EDGE, REENCRYPT) else "",
+        if termination in (Termination.EDGE, Termination.REENCRYPT) else "",
     )

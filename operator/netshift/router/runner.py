@@ -16,6 +16,7 @@ import pathlib
 import signal
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
@@ -69,38 +70,22 @@ class Router:
 
     # --- inputs (watch threads) ---------------------------------------------------------------
 
-    def routes_listed(self, items: list[dict[str, Any]]) -> None:
-        with self.lock:
-            if self.state.replace_routes(items):
-                self.dirty.set()
+    def feed(self, resource: str, listed: Callable[[list[Any]], bool],
+             changed: Callable[[str, Any], bool]) -> tuple[Callable[[list[dict[str, Any]]], None],
+                                                           Callable[[str, dict[str, Any]], None]]:
+        """The ListWatch callbacks of one resource: a RouterState update under the lock, which
+        marks the configuration dirty when what is served changed."""
+        def on_list(items: list[dict[str, Any]]) -> None:
+            with self.lock:
+                if listed(items):
+                    self.dirty.set()
 
-    def route_event(self, kind: str, obj: dict[str, Any]) -> None:
-        self.metrics.events.labels("routes", kind).inc()
-        with self.lock:
-            if self.state.apply_route(kind, obj):
-                self.dirty.set()
-
-    def slices_listed(self, items: list[dict[str, Any]]) -> None:
-        with self.lock:
-            if self.state.replace_slices(items):
-                self.dirty.set()
-
-    def slice_event(self, kind: str, obj: dict[str, Any]) -> None:
-        self.metrics.events.labels("endpointslices", kind).inc()
-        with self.lock:
-            if self.state.apply_slice(kind, obj):
-                self.dirty.set()
-
-    def secrets_listed(self, items: list[dict[str, Any]]) -> None:
-        with self.lock:
-            if self.state.replace_secrets(items):
-                self.dirty.set()
-
-    def secret_event(self, kind: str, obj: dict[str, Any]) -> None:
-        self.metrics.events.labels("secrets", kind).inc()
-        with self.lock:
-            if self.state.apply_secret(kind, obj):
-                self.dirty.set()
+        def on_event(kind: str, obj: dict[str, Any]) -> None:
+            self.metrics.events.labels(resource, kind).inc()
+            with self.lock:
+                if changed(kind, obj):
+                    self.dirty.set()
+        return on_list, on_event
 
     # --- sync ------------------------------------------------------------------------------------
 
@@ -194,9 +179,8 @@ def default_certificate(path: str | None, config_dir: str, names: list[str]) -> 
 def run(*, router_name: str, settings: haproxy_config.Settings, config_dir: str, haproxy_bin: str,
         metrics_address: str, metrics_port: int, min_interval: float, grace: float,
         shutdown_delay: float = 0.0) -> int:
-    from netshift.kubeclient import new_api_client
-
-    from .kube import ENDPOINTSLICES_PATH, ROUTES_PATH, SECRETS_PATH, TLS_SECRETS_SELECTOR, ListWatch
+    from netshift.kube import Kube, new_api_client
+    from netshift.kube.watch import ListWatch
 
     metrics = Metrics()
     if metrics_port:
@@ -213,14 +197,16 @@ def run(*, router_name: str, settings: haproxy_config.Settings, config_dir: str,
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
 
-    watches = [ListWatch(new_api_client("router"), ROUTES_PATH, on_list=router.routes_listed,
-                         on_event=router.route_event),
-               ListWatch(new_api_client("router"), ENDPOINTSLICES_PATH, on_list=router.slices_listed,
-                         on_event=router.slice_event),
+    def kube() -> Kube:  # one connection per watch: each holds a streaming request open
+        return Kube(new_api_client("router"), controller="router")
+
+    st = router.state
+    watches = [ListWatch(kube(), "Route", *router.feed("routes", st.replace_routes, st.apply_route)),
+               ListWatch(kube(), "EndpointSlice", *router.feed("endpointslices", st.replace_slices, st.apply_slice)),
                # spec.tls.externalCertificate: every kubernetes.io/tls Secret (RBAC cannot name them
                # in advance); only those a served route names affect the configuration.
-               ListWatch(new_api_client("router"), SECRETS_PATH, on_list=router.secrets_listed,
-                         on_event=router.secret_event, params=TLS_SECRETS_SELECTOR)]
+               ListWatch(kube(), "Secret", *router.feed("secrets", st.replace_secrets, st.apply_secret),
+                         params=[("fieldSelector", "type=kubernetes.io/tls")])]
     threads = [threading.Thread(target=w.run, args=(router.stop,), daemon=True, name=f"watch-{i}")
                for i, w in enumerate(watches)]
     for t in threads:

@@ -1,0 +1,187 @@
+"""Requests to the API server as plain JSON dicts, on the `kubernetes` client's ApiClient.
+
+Server-side apply (field manager `netshift`, forced: the operator owns what it renders), merge
+patches (of the object or a subresource), deletes, paginated lists, API discovery and Events. Every
+request except watches is counted in `netshift_api_requests_total` (by controller, HTTP verb and
+resource), which the tests and the benchmarks use to prove that an idle cluster costs zero writes.
+Failed requests raise ``ApiError`` (the API server's status code and message).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import socket
+from collections.abc import Iterable, Mapping
+from typing import Any, NamedTuple
+
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from netshift import metrics
+from netshift.egressrouter.render import NAD_KIND
+from netshift.models import egressrouter, route
+
+from . import events
+
+log = logging.getLogger("netshift.kube")
+
+FIELD_MANAGER = "netshift"
+
+Query = Iterable[tuple[str, Any]]
+
+
+class Resource(NamedTuple):  # kopf's (group, version, plural) too
+    group: str  # "" for the core API
+    version: str
+    plural: str
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    @property
+    def prefix(self) -> str:
+        return f"/apis/{self.api_version}" if self.group else f"/api/{self.version}"
+
+
+RESOURCES = {
+    "ConfigMap": Resource("", "v1", "configmaps"),
+    "Event": Resource("", "v1", "events"),
+    "Pod": Resource("", "v1", "pods"),
+    "Secret": Resource("", "v1", "secrets"),
+    "Service": Resource("", "v1", "services"),
+    "Deployment": Resource("apps", "v1", "deployments"),
+    "EndpointSlice": Resource("discovery.k8s.io", "v1", "endpointslices"),
+    NAD_KIND: Resource("k8s.cni.cncf.io", "v1", "network-attachment-definitions"),
+    egressrouter.KIND: Resource(egressrouter.GROUP, egressrouter.VERSION, egressrouter.PLURAL),
+    route.KIND: Resource(route.GROUP, route.VERSION, route.PLURAL),
+}
+
+
+class ApiError(Exception):
+    """A request the API server refused (``status`` 0: no answer at all)."""
+
+    def __init__(self, status: int, message: str = "") -> None:
+        super().__init__(f"{status} {message}".strip())
+        self.status = status
+        self.message = message
+
+    not_found = property(lambda self: self.status == 404)
+    conflict = property(lambda self: self.status == 409)  # stale resourceVersion or field owners
+    gone = property(lambda self: self.status == 410)  # expired resourceVersion: list again
+    invalid = property(lambda self: self.status == 422)
+
+    @classmethod
+    def of(cls, exc: ApiException) -> ApiError:
+        try:
+            message = json.loads(exc.body).get("message") or exc.reason
+        except (TypeError, ValueError, AttributeError):
+            message = exc.reason
+        return cls(exc.status or 0, message or "")
+
+
+def error_message(exc: Exception) -> str:
+    """The API server's message of a failed request, else the exception."""
+    return str(ApiError.of(exc) if isinstance(exc, ApiException) else exc)
+
+
+def path(kind: str, namespace: str | None = None, name: str | None = None, sub: str | None = None) -> str:
+    """The URL path of a collection (all namespaces when ``namespace`` is None) or an object."""
+    res = RESOURCES[kind]
+    out = f"{res.prefix}/namespaces/{namespace}/{res.plural}" if namespace else f"{res.prefix}/{res.plural}"
+    return out + "".join(f"/{part}" for part in (name, sub) if part)
+
+
+class Kube:
+    """One component's connection; ``controller`` labels its requests in the metrics."""
+
+    def __init__(self, api: client.ApiClient, controller: str) -> None:
+        self.api = api
+        self.controller = controller
+        self.instance = socket.gethostname()
+
+    def _send(self, method: str, url: str, query: Query, *, body: Any = None,
+              content_type: str | None = None, timeout: Any = 30) -> Any:
+        headers = {"Accept": "application/json"}
+        if content_type:
+            headers["Content-Type"] = content_type
+        try:
+            return self.api.call_api(
+                url, method, query_params=list(query), header_params=headers, body=body,
+                auth_settings=["BearerToken"], _return_http_data_only=True, _preload_content=False,
+                _request_timeout=timeout)
+        except ApiException as exc:
+            raise ApiError.of(exc) from None
+
+    def request(self, method: str, url: str, *, query: Query = (), body: Any = None,
+                content_type: str | None = None, resource: str = "", timeout: Any = 30) -> Any:
+        metrics.API_REQUESTS.labels(controller=self.controller, verb=method, resource=resource).inc()
+        data = self._send(method, url, query, body=body, content_type=content_type, timeout=timeout).data
+        return json.loads(data) if data else None
+
+    def stream(self, url: str, query: Query, timeout: Any) -> Any:
+        """A streaming GET (a watch): the urllib3 response, to be released by the caller."""
+        return self._send("GET", url, query, timeout=timeout)
+
+    def apply(self, kind: str, obj: Mapping[str, Any]) -> dict[str, Any]:
+        meta = obj["metadata"]
+        return self.request("PATCH", path(kind, meta["namespace"], meta["name"]), body=obj,
+                            query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
+                            content_type="application/apply-patch+yaml", resource=RESOURCES[kind].plural)
+
+    def merge_patch(self, kind: str, namespace: str, name: str, patch: Mapping[str, Any],
+                    sub: str | None = None) -> dict[str, Any]:
+        resource = RESOURCES[kind].plural + (f"/{sub}" if sub else "")
+        return self.request("PATCH", path(kind, namespace, name, sub), body=patch,
+                            content_type="application/merge-patch+json", resource=resource)
+
+    def delete(self, kind: str, namespace: str, name: str) -> None:
+        """Delete an object; one that is gone already is fine."""
+        try:
+            self.request("DELETE", path(kind, namespace, name), resource=RESOURCES[kind].plural)
+        except ApiError as exc:
+            if not exc.not_found:
+                raise
+
+    def list_all(self, kind: str, namespace: str | None = None, query: Query = (),
+             page_size: int = 500) -> tuple[list[dict[str, Any]], str]:
+        """Every object (page by page) and the list's resourceVersion (where a watch starts)."""
+        items: list[dict[str, Any]] = []
+        token = None
+        while True:
+            page_query = [*query, ("limit", page_size), *([("continue", token)] if token else [])]
+            page = self.request("GET", path(kind, namespace), query=page_query,
+                                resource=RESOURCES[kind].plural, timeout=60) or {}
+            items.extend(page.get("items") or [])
+            meta = page.get("metadata") or {}
+            token = meta.get("continue")
+            if not token:
+                return items, meta.get("resourceVersion") or ""
+
+    def served(self, kind: str) -> bool:
+        """Whether the API server serves this kind's resource (a CRD may be missing)."""
+        res = RESOURCES[kind]
+        try:
+            out = self.request("GET", res.prefix, resource="discovery")
+        except ApiError as exc:
+            if exc.not_found:
+                return False
+            raise
+        return any(r.get("name") == res.plural for r in (out or {}).get("resources") or [])
+
+    def post_event(self, kind: str, obj: Mapping[str, Any], *, reason: str, message: str,
+                   warning: bool) -> None:
+        """A core/v1 Event about ``obj``; best effort (a lost Event is logged, never raised)."""
+        meta = obj.get("metadata") or {}
+        event = events.event(RESOURCES[kind].api_version, kind, meta, reason=reason, message=message,
+                             warning=warning, instance=self.instance)
+        try:
+            self.request("POST", path("Event", meta["namespace"]), body=event, resource="events")
+        except Exception as exc:
+            log.warning("cannot post event %s on %s/%s: %s", reason, meta.get("namespace"),
+                        meta.get("name"), error_message(exc))
+
+    def warning_events(self, kind: str, namespace: str, name: str, uid: str | None) -> list[dict[str, Any]]:
+        """The Warning events of one object (of this uid, when given)."""
+        selector = events.warnings_selector(kind, name, uid)
+        return self.list_all("Event", namespace, [("fieldSelector", selector)])[0]
