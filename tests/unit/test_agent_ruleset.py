@@ -7,8 +7,8 @@ import pytest
 
 from netshift import cli
 from netshift.agent import ruleset
-from netshift.agent.config import ConfigError, parse_spec
 from netshift.agent.routes import RouteSpec, desired_routes
+from netshift.egressrouter.spec import ConfigError, load
 
 V4 = {"ip": "192.0.2.10/24", "gateway": "192.0.2.1"}
 V6 = {"ip": "2001:db8:a::10/64", "gateway": "2001:db8:a::1"}
@@ -20,7 +20,7 @@ def cfg(rules=(), fallback=None, addresses=(V4,)):
                                   for r in rules]}
     if fallback:
         redirect["fallbackIP"] = fallback
-    return parse_spec({"addresses": list(addresses), "redirect": redirect})
+    return load({"addresses": list(addresses), "redirect": redirect})
 
 
 def rules_of(tables: dict, family: str, chain: str) -> list[list[dict]]:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Iterable
 
-from netshift.agent.config import FAMILIES, ConfigError, RouterConfig, Rule
+from netshift.egressrouter.spec import FAMILIES, ConfigError, Problem, RouterConfig, Rule
 
 TABLE = "netshift_egress"
 CHAINS = (  # name, type, hook, priority (dstnat=-100, filter=0, srcnat=100)
@@ -52,9 +52,9 @@ def check_exempt_ports(cfg: RouterConfig, exempt_ports: Iterable[int]) -> None:
     exempt = set(exempt_ports)
     for i, rule in enumerate(cfg.rules):
         if rule.protocol == "tcp" and rule.port in exempt:
-            raise ConfigError(f"spec.redirect.redirectRules[{i}].port",
-                              f"TCP port {rule.port} is the agent's own health/metrics port; "
-                              "run the agent with other --health-port/--metrics-port values")
+            raise ConfigError(Problem("InvalidPort", f"spec.redirect.redirectRules[{i}].port",
+                                      f"TCP port {rule.port} is the agent's own health/metrics port; "
+                                      "run the agent with other --health-port/--metrics-port values"))
 
 
 def families(cfg: RouterConfig) -> tuple[str, ...]:

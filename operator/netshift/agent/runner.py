@@ -21,7 +21,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from netshift.agent import nft, ruleset
 from netshift.agent import routes as net
-from netshift.agent.config import FAMILIES, ConfigError, RouterConfig, parse_text
+from netshift.agent.config import parse_text
+from netshift.egressrouter.spec import FAMILIES, ConfigError, RouterConfig
 
 log = logging.getLogger("netshift.agent")
 

@@ -13,7 +13,7 @@ import re
 from typing import Any, Iterable, Mapping, Sequence
 
 from netshift.egressrouter.render import CONFIG_HASH_ANNOTATION
-from netshift.egressrouter.validate import Problem
+from netshift.egressrouter.spec import Problem
 
 AVAILABLE, PROGRESSING, DEGRADED = "Available", "Progressing", "Degraded"
 TYPES = (AVAILABLE, PROGRESSING, DEGRADED)

@@ -1,6 +1,6 @@
 """The one idempotent reconcile of an EgressRouter.
 
-validate → render → apply the children whose observed state does not already contain the rendered
+parse (egressrouter.spec) → render → apply the children whose observed state does not already contain the rendered
 state (server-side apply, field manager `netshift`, force) → read the pod → compute the status →
 patch it only if it changed → post Events on transitions.
 
@@ -18,14 +18,13 @@ from typing import Any, Callable, Iterable, Mapping, Protocol
 from pydantic import ValidationError
 
 from netshift import metrics
-from netshift.agent.config import ConfigError, parse_spec
 from netshift.egressrouter import conditions as cond
 from netshift.egressrouter.kube import Kube, error_message
 from netshift.egressrouter.render import (
     AGENT_CONFIG_HASH_ANNOTATION, CONFIG_HASH_ANNOTATION, NAD_KIND, Children, RenderSettings,
     is_headless, render,
 )
-from netshift.egressrouter.validate import Problem, validate
+from netshift.egressrouter.spec import Problem, RouterConfig, parse
 from netshift.models.egressrouter import KIND, EgressRouter
 
 log = logging.getLogger("netshift.egressrouter")
@@ -160,18 +159,15 @@ class Reconciler:
         meta = body.get("metadata") or {}
         generation = int(meta.get("generation") or 0)
 
-        problems: tuple[Problem, ...]
+        problems: tuple[Problem, ...] = ()
         router: EgressRouter | None = None
         try:
             router = EgressRouter.from_obj(dict(body))
-            problems = validate(name, router.spec)
+            parsed = parse({"metadata": {"name": name}, "spec": router.spec.to_dict()},
+                           default_master=self.settings.default_macvlan_master)
+            problems = () if isinstance(parsed, RouterConfig) else parsed
         except ValidationError as exc:
             problems = (Problem("InvalidSpec", "spec", f"cannot be read: {exc.errors()[0].get('msg')}"),)
-        if router is not None and not problems:
-            try:  # the agent must accept whatever we hand it; its parser has the last word
-                parse_spec(router.spec.to_dict())
-            except ConfigError as exc:
-                problems = (Problem("InvalidSpec", exc.field, str(exc)[len(exc.field) + 2:]),)
 
         nad_served = self.nad_served()
         deployment = self._observed("Deployment", namespace, name)
