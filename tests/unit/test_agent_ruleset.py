@@ -111,13 +111,6 @@ def test_traffic_counters_follow_the_original_port() -> None:
                                ("target_port", "8080"))
 
 
-def test_rule_on_the_agent_port_is_refused() -> None:
-    with pytest.raises(ConfigError, match=r"^spec.redirect.redirectRules\[1\].port: TCP port 9181"):
-        ruleset.desired(cfg([("198.51.100.10", 80, "TCP"), ("198.51.100.10", 9181, "TCP")]), **KW)
-    # UDP on that number does not collide with the agent's TCP endpoints
-    ruleset.desired(cfg([("198.51.100.10", 9181, "UDP")]), **KW)
-
-
 def test_transaction_replaces_only_our_tables_atomically() -> None:
     tables = ruleset.desired(cfg([("198.51.100.10", 80, "TCP")]), **KW)
     cmds = ruleset.transaction(tables)["nftables"]

@@ -245,3 +245,18 @@ def test_broken_documents() -> None:
 
 def test_problem_message_is_field_then_detail() -> None:
     assert str(Problem("InvalidPort", "spec.x", "is bad")) == "spec.x: is bad"
+
+
+def test_a_tcp_rule_on_an_agent_port_is_refused() -> None:
+    doc = er([rule(port=80), rule(port=9181), rule(port=9181, proto="UDP")])
+    assert [(p.reason, p.field) for p in parse(doc, agent_ports=(9180, 9181))] == [
+        ("InvalidPort", "spec.redirect.redirectRules[1].port")]
+    with pytest.raises(ConfigError, match=r"^spec.redirect.redirectRules\[1\].port: TCP port 9181 is the agent"):
+        load(doc, agent_ports=(9180, 9181))
+
+
+@pytest.mark.parametrize("ip", ["127.0.0.5/8", "224.0.0.5/24", "ff02::5/64", "::/0", "0.1.2.3/8", "::1/128",
+                                "240.0.0.1/4"])
+def test_addresses_a_host_cannot_have_are_refused(ip: str) -> None:
+    found = parse(er(fallback="198.51.100.10", addresses=[{"ip": ip}, {"ip": "192.0.2.10/24", "gateway": "192.0.2.1"}]))
+    assert [(p.reason, p.field) for p in found] == [("InvalidAddress", "spec.addresses[0].ip")], found

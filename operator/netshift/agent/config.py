@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Iterable
 
 import yaml
 
@@ -20,5 +20,5 @@ def load_document(text: str) -> Any:
         raise ConfigError(Problem("InvalidDocument", "config", f"invalid {kind}: {exc}")) from None
 
 
-def parse_text(text: str) -> RouterConfig:
-    return load(load_document(text))
+def parse_text(text: str, *, agent_ports: Iterable[int] = ()) -> RouterConfig:
+    return load(load_document(text), agent_ports=agent_ports)

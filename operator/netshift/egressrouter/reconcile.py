@@ -21,8 +21,8 @@ from netshift import metrics
 from netshift.egressrouter import conditions as cond
 from netshift.egressrouter.kube import Kube, error_message
 from netshift.egressrouter.render import (
-    AGENT_CONFIG_HASH_ANNOTATION, CONFIG_HASH_ANNOTATION, NAD_KIND, Children, RenderSettings,
-    is_headless, render,
+    AGENT_CONFIG_HASH_ANNOTATION, AGENT_HEALTH_PORT, AGENT_METRICS_PORT, CONFIG_HASH_ANNOTATION, NAD_KIND,
+    Children, RenderSettings, is_headless, render,
 )
 from netshift.egressrouter.spec import Problem, RouterConfig, parse
 from netshift.models.egressrouter import KIND, EgressRouter
@@ -164,7 +164,8 @@ class Reconciler:
         try:
             router = EgressRouter.from_obj(dict(body))
             parsed = parse({"metadata": {"name": name}, "spec": router.spec.to_dict()},
-                           default_master=self.settings.default_macvlan_master)
+                           default_master=self.settings.default_macvlan_master,
+                           agent_ports=(AGENT_HEALTH_PORT, AGENT_METRICS_PORT))
             problems = () if isinstance(parsed, RouterConfig) else parsed
         except ValidationError as exc:
             problems = (Problem("InvalidSpec", "spec", f"cannot be read: {exc.errors()[0].get('msg')}"),)

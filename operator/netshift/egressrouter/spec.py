@@ -16,7 +16,7 @@ import dataclasses
 import ipaddress
 import json
 import re
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from netshift.models.egressrouter import DEFAULT_MACVLAN_MODE, MacvlanMode, Protocol
 
@@ -122,18 +122,20 @@ def _q(value: object) -> str:
     return json.dumps(value, ensure_ascii=False, default=str)
 
 
-def load(doc: Any, *, default_master: str | None = None) -> RouterConfig:
-    """`parse`, raising ConfigError with every problem instead of returning them."""
-    result = parse(doc, default_master=default_master)
+def load(doc: Any, *, agent_ports: Iterable[int] = ()) -> RouterConfig:
+    """`parse` for the agent, raising ConfigError with every problem instead of returning them."""
+    result = parse(doc, agent_ports=agent_ports)
     if isinstance(result, RouterConfig):
         return result
     raise ConfigError(*result)
 
 
-def parse(doc: Any, *, default_master: str | None = None) -> RouterConfig | tuple[Problem, ...]:
+def parse(doc: Any, *, default_master: str | None = None,
+          agent_ports: Iterable[int] = ()) -> RouterConfig | tuple[Problem, ...]:
     """A spec, or a whole EgressRouter object (then its metadata.name is checked too).
 
-    `default_master` is the operator's master for a spec without one (it must be a valid name too).
+    `default_master` is the operator's master for a spec without one (it must be a valid name too);
+    `agent_ports` are the agent's own TCP ports (health, metrics), which no rule may redirect.
     """
     problems: list[Problem] = []
 
@@ -158,7 +160,7 @@ def parse(doc: Any, *, default_master: str | None = None) -> RouterConfig | tupl
     if not isinstance(redirect, dict):
         add("RedirectMissing", "spec.redirect", "is required in mode Redirect")
         return tuple(problems)
-    rules = _rules(redirect.get("redirectRules"), addresses, add)
+    rules = _rules(redirect.get("redirectRules"), addresses, set(agent_ports), add)
     fallback = None
     if redirect.get("fallbackIP") not in (None, ""):
         field = "spec.redirect.fallbackIP"
@@ -263,6 +265,8 @@ def _interface(raw: Any, field: str, add: Add) -> IPInterface | None:
     why = _unusable(iface)  # an interface is an address too (iface.ip loses the zone)
     if why:
         return bad(why)
+    if _special(iface.ip):
+        return bad("cannot be the router's address (loopback, multicast, unspecified or reserved)")
     net = iface.network
     if net.prefixlen < iface.max_prefixlen - 1 and iface.ip == net.network_address:
         return bad("is the network address, not a host address")
@@ -289,7 +293,7 @@ def _gateway(raw: Any, field: str, iface: IPInterface, add: Add) -> IPAddress | 
     return None
 
 
-def _rules(raw: Any, addresses: list[Address], add: Add) -> list[Rule]:
+def _rules(raw: Any, addresses: list[Address], agent_ports: set[int], add: Add) -> list[Rule]:
     if raw is None:
         return []
     if not isinstance(raw, list):
@@ -315,6 +319,9 @@ def _rules(raw: Any, addresses: list[Address], add: Add) -> list[Rule]:
         target_port = port if target is None else _port(target, f"{field}.targetPort", add)
         if dest is None or protocol is None or port is None or target_port is None:
             continue
+        if protocol.upper() == "TCP" and port in agent_ports:  # it would redirect the agent's probes
+            add("InvalidPort", f"{field}.port", f"TCP port {port} is the agent's own health/metrics port")
+            continue
         key = (dest.version, protocol.lower(), port)
         if key in seen:
             add("DuplicateRedirectRule", f"{field}.port",
@@ -336,13 +343,18 @@ def _check_destination(dest: IPAddress, field: str, addresses: list[Address], ad
             "address to send it from")
     elif any(dest == a.interface.ip for a in addresses):
         add("InvalidDestinationIP", field, f"{dest} is the router's own address")
-    elif (dest.is_loopback or dest.is_multicast or dest.is_unspecified or dest.is_link_local
-          or any(dest in net for net in _NOT_A_HOST if net.version == dest.version)):
+    elif _special(dest) or dest.is_link_local:
         add("InvalidDestinationIP", field, f"{dest} cannot be a redirect destination")
     elif not any(dest in a.interface.network for a in same_family) and not any(a.gateway for a in same_family):
         add("NoGatewayForDestination", field,
             f"{dest} is outside every IPv{dest.version} subnet of spec.addresses and no gateway of "
             "that family is given")
+
+
+def _special(ip: IPAddress) -> bool:
+    """Not the address of a host on a link (Linux refuses or drops it as a martian)."""
+    return (ip.is_loopback or ip.is_multicast or ip.is_unspecified
+            or any(ip in net for net in _NOT_A_HOST if net.version == ip.version))
 
 
 def _unusable(ip: IPAddress) -> str | None:
