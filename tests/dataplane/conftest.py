@@ -12,19 +12,25 @@ from typing import Iterator
 
 import pytest
 
-from tests.dataplane.topology import (DEST_V4, DEST_V6, FALLBACK_V4, FALLBACK_V6, GATEWAY_V4, PYTHON,
-                                      Topology)
+from tests.dataplane.topology import (CNI_PATH, CNI_PLUGINS, DEST_V4, DEST_V6, FALLBACK_V4, FALLBACK_V6,
+                                      GATEWAY_V4, PYTHON, Topology)
 
 HEALTH_PORT, METRICS_PORT = 9180, 9181
 
 
 @pytest.fixture(scope="session", autouse=True)
 def _requirements() -> None:
+    # Skipped on a developer machine, but a CI run without them must fail, not pass by skipping.
+    missing = pytest.fail if os.environ.get("CI") == "true" else pytest.skip
     if os.geteuid() != 0:
-        pytest.skip("data-plane tests need root (network namespaces)")
+        missing("data-plane tests need root (network namespaces)")
     for tool in ("ip", "nft"):
         if not shutil.which(tool):
-            pytest.skip(f"data-plane tests need `{tool}` (Debian packages iproute2, nftables)")
+            missing(f"data-plane tests need `{tool}` (`make deps`: Debian packages iproute2, nftables)")
+    for plugin in CNI_PLUGINS:
+        if not os.access(f"{CNI_PATH}/{plugin}", os.X_OK):
+            missing(f"data-plane tests need the CNI plugin {CNI_PATH}/{plugin} "
+                    "(`make deps`: Debian package containernetworking-plugins)")
 
 
 @pytest.fixture

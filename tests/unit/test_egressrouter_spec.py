@@ -191,7 +191,8 @@ def test_unusable_destinations_are_refused(dest: str) -> None:
 
 @pytest.mark.parametrize("master, words", [
     (".", "not \".\""), ("..", "not \".\""), ("a/b", "'/'"), ("eth0:1", "':'"), ("eth 0", "white space"),
-    ("eth\u20030", "white space"),
+    ("eth\u20030", "white space"), ("all", '"all"'), ("default", '"default"'), ("eth%d", "'%'"),
+    ("lo", "loopback"),
     ("a-very-long-if0", None),                                 # 15 bytes: the longest name Linux takes
     ("a-very-long-ifc0", "16 bytes in UTF-8, Linux allows at most 15"),
     ("ééééééé", None),                                         # 14 bytes

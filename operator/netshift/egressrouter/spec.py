@@ -27,9 +27,10 @@ FAMILIES = {4: "ip", 6: "ip6"}  # IP version -> nftables family
 MASTER_FIELD = "spec.networkInterface.macvlan.master"
 # Children are named like the router; a Service name must be a DNS-1035 label.
 _DNS1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
-# Bytes the kernel's dev_valid_name() refuses besides "." and "..": '/', ':' and its isspace()
-# (which includes 0xA0, a byte of many UTF-8 characters).
-_IFNAME_BAD_BYTES = frozenset(b"/: \t\n\v\f\r\xa0\0")
+# Bytes the kernel's dev_valid_name() refuses: '/', ':' and its isspace() (which includes 0xA0, a
+# byte of many UTF-8 characters); '%' makes the name a template ("eth%d" creates eth0).
+_IFNAME_BAD_BYTES = frozenset(b"/:% \t\n\v\f\r\xa0\0")
+_IFNAME_RESERVED = (".", "..", "all", "default")  # "all", "default": taken by /proc/sys/net/*/conf
 _IFNAMSIZ = 16  # including the terminating NUL
 _CIDR = re.compile(r"[^/]+/[0-9]+")  # [0-9]: ASCII digits only
 _NOT_A_HOST = (ipaddress.ip_network("0.0.0.0/8"), ipaddress.ip_network("240.0.0.0/4"))  # Linux martians
@@ -190,9 +191,9 @@ def interface_name_problem(name: Any) -> str | None:
     if len(raw) >= _IFNAMSIZ:
         return (f"{_q(name)} is not a network interface name: {len(raw)} bytes in UTF-8, "
                 f"Linux allows at most {_IFNAMSIZ - 1}")
-    if name in (".", "..") or _IFNAME_BAD_BYTES.intersection(raw) or any(c.isspace() for c in name):
-        return (f"{_q(name)} is not a network interface name (not \".\" or \"..\"; "
-                "no '/', ':' or white space)")
+    if name in _IFNAME_RESERVED or _IFNAME_BAD_BYTES.intersection(raw) or any(c.isspace() for c in name):
+        return (f"{_q(name)} is not a network interface name (not \".\", \"..\", \"all\" or \"default\"; "
+                "no '/', ':', '%' or white space)")
     return None
 
 
@@ -205,7 +206,7 @@ def _check_macvlan(interface: Any, default_master: str | None, add: Add) -> None
             f"{_q(mode)} must be one of Bridge, Private, VEPA, Passthru")
     master = macvlan.get("master")
     if master not in (None, ""):
-        why = interface_name_problem(master)
+        why = "the loopback interface cannot be a macvlan master" if master == "lo" else interface_name_problem(master)
         if why:
             add("InvalidMacvlanMaster", MASTER_FIELD, why)
     elif default_master:
