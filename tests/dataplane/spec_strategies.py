@@ -98,7 +98,7 @@ def specs(draw: st.DrawFn) -> dict[str, Any]:
     """One EgressRouter spec (the CRD's defaults for mode and networkInterface applied)."""
     versions = draw(st.sampled_from([(4,), (6,), (4, 6), (4, 4), (6, 4)]))
     nets = [draw(_subnet(v)) for v in versions]
-    addresses, own = zip(*(draw(_address(net)) for net in nets))
+    addresses, own = zip(*(draw(_address(net)) for net in nets), strict=True)
 
     def destination() -> st.SearchStrategy[str]:
         near = st.sampled_from(nets).flatmap(lambda net: _host_in(net, avoid=own)).flatmap(_ip_text)

@@ -16,7 +16,8 @@ import dataclasses
 import ipaddress
 import json
 import re
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from netshift.models.egressrouter import DEFAULT_MACVLAN_MODE, MacvlanMode, Protocol
 
@@ -250,29 +251,33 @@ def _addresses(raw: Any, add: Add) -> list[Address]:
 
 
 def _interface(raw: Any, field: str, add: Add) -> IPInterface | None:
-    def bad(detail: str) -> None:
-        add("InvalidAddress", field, f"{_q(raw)} {detail}")
+    parsed = _parse_interface(raw.strip() if isinstance(raw, str) else "")
+    if isinstance(parsed, str):
+        add("InvalidAddress", field, f"{_q(raw)} {parsed}")
+        return None
+    return parsed
 
-    text = raw.strip() if isinstance(raw, str) else ""
+
+def _parse_interface(text: str) -> IPInterface | str:
+    """The interface of a CIDR, or what is wrong with it."""
     if "/" not in text:
-        return bad("is not a CIDR (expected address/prefix, like 192.168.12.99/24)")
+        return "is not a CIDR (expected address/prefix, like 192.168.12.99/24)"
     if not _CIDR.fullmatch(text):
         # ipaddress also takes a netmask (/255.255.255.0), which CNI's static IPAM refuses.
-        return bad("is not a valid CIDR (expected address/prefix length in digits, like 192.168.12.99/24)")
+        return "is not a valid CIDR (expected address/prefix length in digits, like 192.168.12.99/24)"
     try:
         iface = ipaddress.ip_interface(text)
     except ValueError:
-        return bad("is not a valid CIDR")
-    why = _unusable(iface)  # an interface is an address too (iface.ip loses the zone)
-    if why:
-        return bad(why)
-    if _special(iface.ip):
-        return bad("cannot be the router's address (loopback, multicast, unspecified or reserved)")
+        return "is not a valid CIDR"
     net = iface.network
+    if why := _unusable(iface):  # an interface is an address too (iface.ip loses the zone)
+        return why
+    if _special(iface.ip):
+        return "cannot be the router's address (loopback, multicast, unspecified or reserved)"
     if net.prefixlen < iface.max_prefixlen - 1 and iface.ip == net.network_address:
-        return bad("is the network address, not a host address")
+        return "is the network address, not a host address"
     if iface.version == 4 and net.prefixlen < 31 and iface.ip == net.broadcast_address:
-        return bad("is the broadcast address")
+        return "is the broadcast address"
     return iface
 
 
