@@ -23,11 +23,6 @@ _RULE = _PROPS["redirect"]["properties"]["redirectRules"]["items"]
 _MACVLAN = _PROPS["networkInterface"]["properties"]["macvlan"]
 
 
-def _mostly(usual: st.SearchStrategy, odd: st.SearchStrategy, percent: int = 85) -> st.SearchStrategy:
-    """`usual` in about `percent`% of the draws: most specs should get past the parser."""
-    return st.integers(0, 99).flatmap(lambda n: usual if n < percent else odd)
-
-
 def _integers(schema: dict) -> st.SearchStrategy[int]:
     return st.integers(schema["minimum"], schema["maximum"])
 
@@ -46,14 +41,14 @@ _UNICAST = {4: ["10.0.0.0/8", "100.64.0.0/10", "172.16.0.0/12", "192.168.0.0/16"
 def _subnet(draw: st.DrawFn, version: int) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
     # Mostly unicast ranges: ip_addresses() alone favours special-purpose ones.
     ordinary = st.sampled_from(_UNICAST[version]).flatmap(lambda net: st.ip_addresses(network=net))
-    ip = draw(_mostly(ordinary, st.ip_addresses(v=version), 80))
+    ip = draw(st.one_of(ordinary, ordinary, ordinary, st.ip_addresses(v=version)))
     bits = ip.max_prefixlen
-    prefix = draw(st.sampled_from([bits - 8, bits - 1, bits]) | st.integers(1, bits))
+    prefix = draw(st.sampled_from([bits - 8, bits - 8, bits - 16, bits - 4, bits - 1, bits]) | st.integers(1, bits))
     return ipaddress.ip_network(f"{ip}/{prefix}", strict=False)
 
 
 def _host_in(net: Any, avoid: Any = ()) -> st.SearchStrategy:
-    """Mostly a host address of `net` other than `avoid` (any address when the subnet has no other)."""
+    """A host address of `net` other than `avoid` (any address of a subnet of 4 or fewer)."""
     def skip_avoided(i: int) -> Any:
         while net.network_address + i in avoid and i < net.num_addresses - 2:
             i += 1
@@ -61,71 +56,86 @@ def _host_in(net: Any, avoid: Any = ()) -> st.SearchStrategy:
 
     hosts = st.integers(1, net.num_addresses - 2).map(skip_avoided)
     anywhere = st.integers(0, net.num_addresses - 1).map(lambda i: net.network_address + i)
-    return _mostly(hosts, anywhere, 90) if net.num_addresses > 4 else anywhere
+    return hosts if net.num_addresses > 4 else anywhere
 
 
-def _ip_text(ip: Any) -> st.SearchStrategy[str]:
-    """An address as the CRD's ipv4/ipv6 formats accept it (an IPv4 also in IPv4-mapped form)."""
-    return _mostly(st.just(str(ip)), st.just(f"::ffff:{ip}")) if ip.version == 4 else st.just(str(ip))
-
-
-@st.composite
-def _address(draw: st.DrawFn, net: Any) -> tuple[dict[str, Any], Any]:
-    """An `addresses[]` item in `net`, and its host address."""
-    host = draw(_host_in(net))
-    ip = draw(_mostly(st.just(f"{host}/{net.prefixlen}"), st.sampled_from([
-        f"{host}/{net.netmask}",                                   # netmask form
+def _odd_cidrs(host: Any, net: Any) -> st.SearchStrategy[str]:
+    """`addresses[].ip` forms that ipaddress takes or that look right, and CNI's static IPAM may not."""
+    return st.sampled_from([
+        f"{host}/{net.netmask}",                                    # netmask form
         f"{host}",                                                  # no prefix
         f" {host}/{net.prefixlen} ",                                # white space around
         f"{host}/0{net.prefixlen}",                                 # leading zero in the prefix
+        f"{host}/{net.prefixlen}\n",
         f"{host}%eth0/{net.prefixlen}" if host.version == 6 else f"::ffff:{host}/{96 + net.prefixlen}",
-    ]), 90))
-    gateway = draw(_mostly(st.none() | _host_in(net, avoid=(host,)).flatmap(_ip_text), st.ip_addresses().map(str)))
-    return ({"ip": ip} if gateway is None else {"ip": ip, "gateway": gateway}), host
+        f"{host}/{host.max_prefixlen + 1}",
+    ])
 
 
-_MASTERS = _mostly(
-    st.none() | st.text("abcdefghijklmnopqrstuvwxyz0123456789-_.", min_size=1, max_size=15),
-    st.sampled_from(["a-very-long-if0", "a-very-long-ifc0", ".", "..", "lo", "all", "ééééééé", "éééééééé",
-                     "ethà", "eth 0", "eth%d", "eth:1", "a/b"])
-    | st.text(st.characters(codec="utf-8", exclude_characters="\0"), min_size=1, max_size=16),
-    70,
+# Names Linux takes (the usual case) and names that broke pods or look like they might.
+_MASTERS = st.text("abcdefghijklmnopqrstuvwxyz0123456789-_.", min_size=1, max_size=15)
+_ODD_MASTERS = st.one_of(
+    st.sampled_from([".", "..", "lo", "all", "default", "a-very-long-ifc0", "ethà", "eth 0", "eth%d",
+                     "eth:1", "a/b", "eth\t0", "-x", "bonding_masters"]),
+    st.text(st.characters(min_codepoint=0x80, codec="utf-8"), min_size=5, max_size=15),  # multi-byte
+    st.text(st.characters(codec="utf-8", exclude_characters="\0"), min_size=1, max_size=16),
 )
+_ODD_DESTINATIONS = st.one_of(
+    st.ip_addresses().map(str),                                     # special-purpose ranges included
+    st.sampled_from(["::ffff:127.0.0.1", "::ffff:7f00:1", "::ffff:0.0.0.0", "::ffff:224.0.0.1", "::127.0.0.1",
+                     "0.1.2.3", "240.0.0.1", "255.255.255.255", "::", "::1", "fe80::1", "ff02::1"]),
+)
+ODDITIES = ("address", "gateway", "master", "destination", "port")
 
 
 @st.composite
 def specs(draw: st.DrawFn) -> dict[str, Any]:
-    """One EgressRouter spec (the CRD's defaults for mode and networkInterface applied)."""
+    """One EgressRouter spec (the CRD's defaults for mode and networkInterface applied).
+
+    Most draws are plausible (addresses, gateways and destinations that share subnets), with at most
+    one oddity, so that an odd value meets an otherwise valid spec and really reaches the plugins.
+    """
+    # The two oddities that broke real pods (CIDR forms, master names) come twice as often.
+    odd = draw(st.sampled_from((None,) * 5 + ODDITIES + ("address", "master")))
     versions = draw(st.sampled_from([(4,), (6,), (4, 6), (4, 4), (6, 4)]))
     nets = [draw(_subnet(v)) for v in versions]
-    addresses, own = zip(*(draw(_address(net)) for net in nets), strict=True)
+    hosts = [draw(_host_in(net)) for net in nets]
+    odd_index = draw(st.integers(0, len(nets) - 1))
+    addresses = []
+    for i, (net, host) in enumerate(zip(nets, hosts, strict=True)):
+        address = {"ip": draw(_odd_cidrs(host, net)) if odd == "address" and i == odd_index
+                   else f"{host}/{net.prefixlen}"}
+        if odd == "gateway" and i == odd_index:
+            address["gateway"] = draw(st.ip_addresses().map(str) | _host_in(net).map(lambda ip: f"::ffff:{ip}"))
+        elif draw(st.booleans()):
+            address["gateway"] = str(draw(_host_in(net, avoid=hosts)))
+        addresses.append(address)
 
-    def destination() -> st.SearchStrategy[str]:
-        near = st.sampled_from(nets).flatmap(lambda net: _host_in(net, avoid=own)).flatmap(_ip_text)
-        return _mostly(near, st.ip_addresses().map(str), 70)
-
+    near = st.sampled_from(nets).flatmap(lambda net: _host_in(net, avoid=hosts)).map(str)
+    destination = _ODD_DESTINATIONS if odd == "destination" else st.one_of(near, near, near, st.ip_addresses().map(str))
+    port = _RULE["properties"]["port"]
     rule_values = {
-        "destinationIP": destination(),
-        "port": _integers(_RULE["properties"]["port"]) | st.sampled_from([80, 443, 9180, 9181]),
+        "destinationIP": destination,
+        "port": st.sampled_from([80, 443, 9180, 9181, port["minimum"], port["maximum"]]) if odd == "port"
+        else _integers(port),
         "protocol": st.sampled_from(_RULE["properties"]["protocol"]["enum"]),
         "targetPort": _integers(_RULE["properties"]["targetPort"]),
     }
     rule = st.fixed_dictionaries({k: _optional(_RULE, k, v) for k, v in rule_values.items()}).map(
         lambda r: {k: v for k, v in r.items() if v is not None})
     redirect: dict[str, Any] = {}
-    rules = draw(_mostly(st.lists(rule, min_size=1, max_size=4), st.just([])))
+    rules = draw(st.lists(rule, max_size=4))
     if rules:
         redirect["redirectRules"] = rules
-    fallback = draw(st.none() | destination())
-    if fallback is not None:
-        redirect["fallbackIP"] = fallback
+    if not rules or draw(st.booleans()):
+        redirect["fallbackIP"] = draw(destination)
     macvlan = {"mode": draw(st.sampled_from(_MACVLAN["properties"]["mode"]["enum"]))}
-    master = draw(_MASTERS)
+    master = draw(_ODD_MASTERS if odd == "master" else st.none() | _MASTERS)
     if master is not None:
         macvlan["master"] = master
     return {
         "mode": draw(st.sampled_from(_PROPS["mode"]["enum"])),
         "networkInterface": {"macvlan": macvlan},
-        "addresses": list(addresses),
+        "addresses": addresses,
         "redirect": redirect,
     }
