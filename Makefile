@@ -109,9 +109,13 @@ chart-lint: tools ## helm lint the chart; check that manifests/ and the chart's 
 	"$$($(CLUSTER) bin | sed -n 3p)/helm" lint --strict charts/netshift
 	hack/render-manifests.sh --check
 
-.PHONY: lint
-lint: deps chart-lint ## shellcheck every script, plus chart-lint
+.PHONY: lint lint-python
+lint: deps lint-python chart-lint ## ruff, mypy, shellcheck every script, plus chart-lint
 	shellcheck -x -P SCRIPTDIR -S warning hack/cluster hack/*.sh hack/lib/*.sh
+
+lint-python: venv ## ruff (operator, tests, hack) and mypy (operator/netshift), zero findings
+	$(VENV)/bin/ruff check operator tests hack
+	$(VENV)/bin/mypy
 
 .PHONY: clean
 clean: ## remove the virtual environment (caches outside the repo are kept)

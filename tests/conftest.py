@@ -15,7 +15,8 @@ import subprocess
 import sys
 import time
 import uuid
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 

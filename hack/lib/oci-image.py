@@ -70,7 +70,8 @@ def build(args: argparse.Namespace) -> None:
         layers.append({"mediaType": MT_LAYER, "digest": digest, "size": size})
         diff_ids.append(digest)  # uncompressed: the diff id is the layer digest
         history.append({"created": EPOCH, "created_by": f"netshift hack/lib/oci-image.py ({Path(root).name})"})
-    config: dict[str, object] = {"Env": args.env or ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+    default_path = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    config: dict[str, object] = {"Env": args.env or [default_path],
                                  "WorkingDir": args.workdir}
     if args.entrypoint:
         config["Entrypoint"] = json.loads(args.entrypoint)
@@ -119,7 +120,8 @@ def main() -> None:
     p.add_argument("--env", action="append", help="NAME=value (repeat); default a standard PATH")
     p.add_argument("--workdir", default="/")
     p.add_argument("--label", action="append", default=[], help="key=value (repeat)")
-    p.add_argument("--arch", default={"x86_64": "amd64", "aarch64": "arm64"}.get(os.uname().machine, os.uname().machine))
+    machine = os.uname().machine
+    p.add_argument("--arch", default={"x86_64": "amd64", "aarch64": "arm64"}.get(machine, machine))
     build(p.parse_args())
 
 

@@ -53,8 +53,8 @@ def _setup_logging(fmt: str, verbose: bool) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from netshift.agent import nft, routes, ruleset, runner  # noqa: PLC0415
-    from netshift.agent.config import ConfigError  # noqa: PLC0415
+    from netshift.agent import nft, routes, ruleset, runner
+    from netshift.agent.config import ConfigError
 
     if not args.dry_run:
         _setup_logging(args.log_format, args.verbose)

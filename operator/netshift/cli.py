@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("version", help="print the version and exit")
 
-    from netshift import agent_cli, router_cli  # noqa: PLC0415 (keeps optional deps lazy)
+    from netshift import agent_cli, router_cli
 
     agent_cli.add_parser(sub)
     router_cli.add_parser(sub)
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"netshift {__version__}")
         return 0
     if args.command == "operator":
-        from netshift.operator import run  # noqa: PLC0415
+        from netshift.operator import run
 
         namespaces = args.namespaces
         if namespaces is None and os.environ.get("NETSHIFT_NAMESPACES"):

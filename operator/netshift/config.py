@@ -55,7 +55,7 @@ _ENV = {
 
 def from_env(environ: dict[str, str] | os._Environ = os.environ) -> OperatorConfig:
     values = {field: environ[var] for field, var in _ENV.items() if environ.get(var, "") != ""}
-    return OperatorConfig(**values)
+    return OperatorConfig.model_validate(values)
 
 
 @functools.cache

@@ -61,7 +61,7 @@ def run(
     if not verbose:
         # kopf logs every successful handler call at INFO: thousands of lines at scale.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
-    import netshift.handlers  # noqa: F401,PLC0415  registers the handlers
+    import netshift.handlers  # noqa: F401  registers the handlers
 
     if metrics_port:
         metrics.serve(bind_address, metrics_port)

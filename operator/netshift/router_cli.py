@@ -22,7 +22,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--https-port", type=int, default=env_int("NETSHIFT_ROUTER_HTTPS_PORT", 8443),
                    help="TLS port: edge, reencrypt and passthrough routes (default 8443)")
     p.add_argument("--stats-port", type=int, default=env_int("NETSHIFT_ROUTER_STATS_PORT", 1936),
-                   help="HAProxy's Prometheus exporter (/metrics) and health (/healthz) port (default 1936, 0 disables)")
+                   help="HAProxy's Prometheus exporter (/metrics) and health (/healthz) port "
+                        "(default 1936, 0 disables)")
     p.add_argument("--metrics-port", type=int, default=env_int("NETSHIFT_ROUTER_METRICS_PORT", 9103),
                    help="the router process's own metrics (reloads, renders; default 9103, 0 disables)")
     p.add_argument("--bind-address", default=_env("NETSHIFT_ROUTER_BIND_ADDRESS", ""),
@@ -75,7 +76,7 @@ def fit_maxconn(maxconn: int) -> int:
     """``maxconn`` HAProxy can have with this process's file descriptor limit (raised to the hard
     limit when needed): HAProxy needs about two descriptors per connection and refuses to start when
     an explicit maxconn does not fit."""
-    import resource  # noqa: PLC0415
+    import resource
 
     need = 2 * maxconn + 1024
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -97,9 +98,9 @@ def run(args: argparse.Namespace) -> int:
     import logging
     import pathlib
 
-    from netshift.agent_cli import _setup_logging  # noqa: PLC0415
-    from netshift.router import haproxy_config, runner  # noqa: PLC0415
-    from netshift.router.routes import served_route  # noqa: PLC0415
+    from netshift.agent_cli import _setup_logging
+    from netshift.router import haproxy_config, runner
+    from netshift.router.routes import served_route
 
     config_dir = pathlib.Path(args.config_dir)
     run_dir = args.run_dir or str(config_dir / "run")

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import collections
 import concurrent.futures
+import contextlib
 import os
 import pathlib
 import re
@@ -160,7 +161,8 @@ def main(argv: list[str] | None = None) -> int:
                                                        "spec": {"hard": {"pods": "0"}}})
 
     metrics_port, health_port = free_port(), free_port()
-    log = tempfile.NamedTemporaryFile(prefix="bench-egressrouter-", suffix=".log", delete=False)
+    # kept open for the operator's whole run
+    log = tempfile.NamedTemporaryFile(prefix="bench-egressrouter-", suffix=".log", delete=False)  # noqa: SIM115 -- see above
     op = subprocess.Popen(
         [sys.executable, "-m", "netshift", "operator", "--bind-address", "127.0.0.1",
          "--metrics-port", str(metrics_port), "--health-port", str(health_port), "--log-format", "json",
@@ -175,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
                 break
             except OSError:
                 if op.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit(f"operator did not start; log: {log.name}")
+                    raise SystemExit(f"operator did not start; log: {log.name}") from None
                 time.sleep(0.5)
         time.sleep(3)  # initial listing done
 
@@ -301,10 +303,8 @@ def main(argv: list[str] | None = None) -> int:
             op.kill()
         if not args.keep:
             for ns in namespaces:
-                try:
+                with contextlib.suppress(Exception):
                     core.delete_namespace(ns)
-                except Exception:  # noqa: BLE001
-                    pass
 
 
 if __name__ == "__main__":

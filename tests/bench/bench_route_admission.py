@@ -30,7 +30,7 @@ import uuid
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from tests.conftest import Cluster, start_operator, stop_operator  # noqa: E402
+from tests.conftest import Cluster, start_operator, stop_operator  # noqa: E402 -- after the sys.path set-up above
 
 GROUP, VERSION, PLURAL = "route.openshift.io", "v1", "routes"
 DOMAIN = "bench.netshift.test"

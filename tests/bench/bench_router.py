@@ -25,10 +25,9 @@ import sys
 import tempfile
 import time
 
+from netshift.router.endpoints import Endpoint
 from tests.dataplane.router_harness import HAPROXY, Router, free_port, get
 from tests.unit.router_helpers import route_obj
-
-from netshift.router.endpoints import Endpoint
 
 HOST = "bench.example.com"
 ORIGIN_ADDRESS = "127.0.0.2"

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from netshift.models import EgressRouter, Route, egressrouter, route, rfc3339_now
+from netshift.models import EgressRouter, Route, egressrouter, rfc3339_now, route
 
 ER = (egressrouter.GROUP, egressrouter.VERSION, egressrouter.PLURAL)
 RT = (route.GROUP, route.VERSION, route.PLURAL)
@@ -55,7 +55,7 @@ def _table(cluster, namespace: str, resource: str, name: str) -> dict[str, str]:
     """`kubectl get` output of one object as {COLUMN: value}."""
     out = cluster.kubectl("get", resource, name, "-n", namespace).stdout.splitlines()
     header, row = out[0].split(), out[1].split()
-    return dict(zip(header, row))
+    return dict(zip(header, row, strict=False))
 
 
 def _columns_match(cluster, api_client, namespace, kind, name, columns) -> dict[str, str]:

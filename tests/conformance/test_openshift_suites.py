@@ -233,7 +233,7 @@ def test_case(case: Case, api_client, namespace: str, server_minor: int):
             if adapted != expected_error and adapted in error:
                 warnings.warn(ApiServerWordingWarning(
                     f"{case.id}: matched with kube-apiserver 1.{server_minor} wording "
-                    f"(kubernetes/kubernetes#132798): {adapted!r}"))
+                    f"(kubernetes/kubernetes#132798): {adapted!r}"), stacklevel=2)
                 expected_error = adapted
         assert expected_error in error, (
             f"error message does not contain the expected text\n"

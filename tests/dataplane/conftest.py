@@ -8,12 +8,21 @@ import shutil
 import signal
 import subprocess
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 
-from tests.dataplane.topology import (CNI_PATH, CNI_PLUGINS, DEST_V4, DEST_V6, FALLBACK_V4, FALLBACK_V6,
-                                      GATEWAY_V4, PYTHON, Topology)
+from tests.dataplane.topology import (
+    CNI_PATH,
+    CNI_PLUGINS,
+    DEST_V4,
+    DEST_V6,
+    FALLBACK_V4,
+    FALLBACK_V6,
+    GATEWAY_V4,
+    PYTHON,
+    Topology,
+)
 
 HEALTH_PORT, METRICS_PORT = 9180, 9181
 
@@ -96,7 +105,7 @@ class AgentRunner:
             self.write(obj)
         return self.topo.exec(self.topo.router, *self.cmd("--once"), check=check)
 
-    def start(self, obj: dict | None = None, *extra: str) -> "AgentRunner":
+    def start(self, obj: dict | None = None, *extra: str) -> AgentRunner:
         if obj is not None:
             self.write(obj)
         self.proc = self.topo.spawn(self.topo.router, *self.cmd("--poll-seconds", "0.2", *extra),

@@ -41,12 +41,12 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 class _Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    server: "_Server"
+    server: _Server
 
     def log_message(self, *args: Any) -> None:
         pass
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         if self.path.startswith("/sleep/"):
             time.sleep(float(self.path.split("/")[2]))
         self.server.owner.hits += 1
@@ -64,7 +64,7 @@ class _Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 512
-    owner: "Backend"
+    owner: Backend
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         pass  # health checks and aborted clients reset connections: not news

@@ -12,9 +12,22 @@ from prometheus_client.parser import text_string_to_metric_families
 from netshift.egressrouter import spec as router_spec
 from netshift.agent import ruleset
 from tests.dataplane.conftest import HEALTH_PORT, AgentRunner, spec
-from tests.dataplane.topology import (DEST2_V4, DEST_V4, DEST_V6, EGRESS_V4, EGRESS_V6, FALLBACK_V4,
-                                      FALLBACK_V6, GATEWAY_V4, NETTOOLS, PYTHON, ROUTER_V4, ROUTER_V6,
-                                      Topology, read_line)
+from tests.dataplane.topology import (
+    DEST2_V4,
+    DEST_V4,
+    DEST_V6,
+    EGRESS_V4,
+    EGRESS_V6,
+    FALLBACK_V4,
+    FALLBACK_V6,
+    GATEWAY_V4,
+    NETTOOLS,
+    PYTHON,
+    ROUTER_V4,
+    ROUTER_V6,
+    Topology,
+    read_line,
+)
 
 
 def tcp(topo: Topology, host: str, port: int, msg: str = "hello") -> dict:
@@ -212,8 +225,8 @@ def test_metrics_count_packets_and_bytes_per_rule(agent: AgentRunner) -> None:
         tcp(topo, ROUTER_V4, 80)
     tcp(topo, ROUTER_V4, 7000)
     metrics = agent.metrics()
-    rule = dict(family="ipv4", protocol="tcp", port="80", destination=DEST_V4, target_port="8080")
-    fb = dict(family="ipv4", protocol="any", port="any", destination=FALLBACK_V4, target_port="any")
+    rule = {"family": "ipv4", "protocol": "tcp", "port": "80", "destination": DEST_V4, "target_port": "8080"}
+    fb = {"family": "ipv4", "protocol": "any", "port": "any", "destination": FALLBACK_V4, "target_port": "any"}
     assert sample(metrics, "netshift_agent_redirect_connections_total", **rule) == 3
     # handshake, request, reply and teardown, both directions: at least 8 packets per connection
     assert sample(metrics, "netshift_agent_redirect_packets_total", **rule) >= 3 * 8
@@ -243,7 +256,7 @@ def test_script_form_installs_the_same_tables_as_json(topo: Topology) -> None:
     """`--dry-run` prints an nft script; it must mean exactly what the agent applies as JSON."""
     cfg = router_spec.load(spec((DEST_V4, 80, "TCP", 8080), (DEST_V6, 53, "UDP"), (DEST_V4, 9, "SCTP"),
                                        fallback=FALLBACK_V6, v6=True))
-    kw = dict(pod_if="eth0", egress_if="net1", exempt_ports=(9180, 9181))
+    kw = {"pod_if": "eth0", "egress_if": "net1", "exempt_ports": (9180, 9181)}
     script = ruleset.render_script(cfg, **kw)
     subprocess.run(["ip", "netns", "exec", topo.router, "nft", "-f", "-"], input=script, text=True, check=True)
     for family, objs in ruleset.desired(cfg, **kw).items():

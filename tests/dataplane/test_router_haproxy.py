@@ -13,14 +13,13 @@ import threading
 import time
 import urllib.request
 from collections import Counter
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 from cryptography.x509.oid import NameOID
 
 from netshift.router import annotations as ann
 from netshift.router import certs
-
 from tests.dataplane.router_harness import HAPROXY, Backend, Router, connect, get, request
 from tests.unit.router_helpers import route_obj
 
@@ -347,7 +346,7 @@ def test_reload_only_when_changed_and_under_load_without_failures(router: Router
         while not stop.is_set():
             try:
                 status = get(router.http_port, "load.example.com", timeout=5).status
-            except Exception as exc:  # noqa: BLE001 (every failure counts)
+            except Exception as exc:
                 status = f"{type(exc).__name__}: {exc}"
             with lock:
                 results[status] += 1
@@ -373,10 +372,10 @@ def test_reload_only_when_changed_and_under_load_without_failures(router: Router
                 try:
                     conn = connect(router.http_port, "load.example.com", timeout=5)
                     status = request(conn, "load.example.com").status
-                except Exception as exc2:  # noqa: BLE001
+                except Exception as exc2:
                     status = f"retry failed after {type(exc).__name__}: {type(exc2).__name__}: {exc2}"
                     conn = None
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 status = f"{type(exc).__name__}: {exc}"
                 conn = None
             with lock:

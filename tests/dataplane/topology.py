@@ -14,6 +14,7 @@ through the topology and deletes the namespaces (which deletes every link in the
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pathlib
@@ -45,7 +46,7 @@ class Topology:
 
     # --- life cycle --------------------------------------------------------------------------------
 
-    def create(self) -> "Topology":
+    def create(self) -> Topology:
         try:
             for ns in self.namespaces:
                 run(["ip", "netns", "add", ns])
@@ -88,15 +89,13 @@ class Topology:
         for p in self.procs:
             if p.poll() is None:
                 p.kill()
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                pass
         self.procs.clear()
         for ns in self.namespaces:
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
 
-    def __enter__(self) -> "Topology":
+    def __enter__(self) -> Topology:
         return self.create()
 
     def __exit__(self, *exc) -> None:
@@ -148,7 +147,8 @@ class Topology:
         p = self.spawn(ns, PYTHON, NETTOOLS, "serve", name, *specs, stdin=subprocess.DEVNULL)
         line = read_line(p, 10)
         if line != "READY":
-            raise AssertionError(f"server {name} did not start: {line!r} {p.stderr.read() if p.poll() is not None else ''}")
+            stderr = p.stderr.read() if p.poll() is not None else ""
+            raise AssertionError(f"server {name} did not start: {line!r} {stderr}")
         return p
 
     def nft_tables(self, ns: str) -> list[tuple[str, str]]:

@@ -27,7 +27,8 @@ import shutil
 import subprocess
 import time
 import uuid
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -279,7 +280,7 @@ def parse_report(line: str) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def e2e(e2e_cluster: Cluster, operator_release: dict, extnet: ExternalNetwork, e2e_namespace: str,
-        probe: Probe, operator_logs: Callable[[], str]) -> "E2E":
+        probe: Probe, operator_logs: Callable[[], str]) -> E2E:
     return E2E(e2e_cluster, e2e_namespace, extnet, probe, operator_logs)
 
 

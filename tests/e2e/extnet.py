@@ -23,6 +23,7 @@ everything and is safe to call twice, also after a half-finished `open()`.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import ipaddress
 import pathlib
@@ -192,10 +193,8 @@ class ExternalNetwork:
         if self.servers is not None:
             if self.servers.poll() is None:
                 self.servers.kill()
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.servers.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                pass
         if self._ctr_id:
             run("ctr", "-n", "k8s.io", "container", "rm", self._ctr_id, check=False)
         run("ip", "link", "del", self.master, check=False)  # removes both ends of the pair

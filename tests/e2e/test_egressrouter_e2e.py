@@ -256,14 +256,14 @@ def test_measure_apply_to_available(e2e, api_client):
         t0 = time.monotonic()
         e2e.apply(obj)
         try:
-            _poll(lambda: available(name), timeout=240, interval=0.1)
+            _poll(lambda name=name: available(name), timeout=240, interval=0.1)
         except AssertionError:
             e2e.diagnose(name)
             raise
         samples.append(time.monotonic() - t0)
         e2e.delete(ER, name, wait=True)
         # let the old pod go before the next one (its address is fresh anyway; keeps the node calm)
-        _poll(lambda: not e2e.router_pods(name), timeout=120, interval=0.5)
+        _poll(lambda name=name: not e2e.router_pods(name), timeout=120, interval=0.5)
     MEASUREMENTS["apply -> Available=True (poll 0.1s)"] = samples
     print(f"apply -> Available: {', '.join(f'{s:.2f}s' for s in samples)}")
     assert max(samples) < 240

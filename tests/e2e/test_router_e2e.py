@@ -19,7 +19,8 @@ pytestmark = pytest.mark.timeout(600)
 # Standard library only: runs in the client pod (the netshift image) as `python3 -c`.
 HTTP_CLIENT = textwrap.dedent('''
     import http.client, json, socket, ssl, sys, time
-    address, port, host, path, tls, count = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5] == "tls", int(sys.argv[6])
+    address, port, host, path = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+    tls, count = sys.argv[5] == "tls", int(sys.argv[6])
     out = []
     for _ in range(count):
         try:

@@ -163,11 +163,12 @@ def test_manifests_are_rendered_from_the_chart() -> None:
 def test_kustomization_is_the_chart_plus_namespace(cluster, tmp_path: pathlib.Path) -> None:
     built = [d for d in yaml.safe_load_all(cluster.kubectl("kustomize", str(MANIFESTS)).stdout) if d]
     chart = render(tmp_path, crds=True)
-    key = lambda o: (o["kind"], o["metadata"]["name"])  # noqa: E731
+    key = lambda o: (o["kind"], o["metadata"]["name"])
     assert sorted(map(key, built)) == sorted([*map(key, chart), ("Namespace", "netshift-system")])
     for deployment in by_kind(built, "Deployment"):
         assert deployment["metadata"]["namespace"] == "netshift-system"
-        rendered = next(d for d in by_kind(chart, "Deployment") if d["metadata"]["name"] == deployment["metadata"]["name"])
+        name = deployment["metadata"]["name"]
+        rendered = next(d for d in by_kind(chart, "Deployment") if d["metadata"]["name"] == name)
         assert deployment["spec"]["template"]["spec"] == rendered["spec"]["template"]["spec"]
 
 
@@ -430,7 +431,8 @@ def test_router_values(tmp_path: pathlib.Path) -> None:
     assert "--router-name=internal" in args and "--threads=4" in args and "--access-log" in args
     assert "--default-certificate=/etc/netshift-router/default-certificate" in args
     assert not any(a.startswith("--maxconn") for a in args)
-    assert {"name": "default-certificate", "secret": {"secretName": "router-tls", "defaultMode": 0o400}} in pod["volumes"]
+    volume = {"name": "default-certificate", "secret": {"secretName": "router-tls", "defaultMode": 0o400}}
+    assert volume in pod["volumes"]
     assert pod["nodeSelector"] == {"role": "edge"}
     service = named(objs, "Service", "router")["spec"]
     assert service["type"] == "LoadBalancer" and service["externalTrafficPolicy"] == "Local"

@@ -10,7 +10,8 @@ import pathlib
 import re
 import time
 import urllib.request
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -204,7 +205,7 @@ def test_two_routers_in_one_namespace(cluster, namespace, er_operator):
     apply_router(cluster, namespace, "two", {**SPEC, "addresses": [{"ip": "192.168.12.98/24",
                                                                      "gateway": "192.168.12.1"}]})
     for name in ("one", "two"):
-        wait_for(f"children of {name}", lambda: children_exist(cluster, namespace, name))
+        wait_for(f"children of {name}", lambda name=name: children_exist(cluster, namespace, name))
     one, two = (get(cluster, "Service", namespace, n) for n in ("one", "two"))
     assert one["spec"]["selector"] != two["spec"]["selector"]
     d1, d2 = (get(cluster, "Deployment", namespace, n) for n in ("one", "two"))
@@ -239,7 +240,7 @@ def test_idle_operator_makes_zero_writes(cluster, namespace, er_operator):
     for name in ("idle-a", "idle-b"):
         apply_router(cluster, namespace, name, SPEC)
     for name in ("idle-a", "idle-b"):
-        wait_for("PodCreateFailed", lambda: conditions(cluster, namespace, name).get("Degraded", {})
+        wait_for("PodCreateFailed", lambda name=name: conditions(cluster, namespace, name).get("Degraded", {})
                  .get("reason") == "PodCreateFailed")
     time.sleep(5)  # let replica set events settle
     before = operator_writes(er_operator)
@@ -302,7 +303,7 @@ def test_operator_works_with_only_its_rbac(cluster, namespace, nad_crd, tmp_path
     sa = "netshift-operator"
     cluster.kubectl("create", "serviceaccount", sa, "-n", namespace)
     bindings = [f"{namespace}-{role}"[:63] for role in roles]
-    for binding, role in zip(bindings, roles):
+    for binding, role in zip(bindings, roles, strict=False):
         cluster.kubectl("create", "clusterrolebinding", binding, f"--clusterrole={role}",
                         f"--serviceaccount={namespace}:{sa}")
     try:

@@ -17,7 +17,8 @@ import os
 import pathlib
 import subprocess
 import uuid
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import yaml
@@ -211,6 +212,6 @@ def test_uplink_guard_drops_foreign_frames():
     uplink = up[up.index("dev") + 1]
     table = subprocess.run(["nft", "list", "table", "netdev", "netshift-uplink-guard"],
                            capture_output=True, text=True, check=True).stdout
-    mac = open(f"/sys/class/net/{uplink}/address").read().strip()
+    mac = pathlib.Path(f"/sys/class/net/{uplink}/address").read_text().strip()
     assert f'hook egress device "{uplink}"' in table
     assert f"ether saddr != {mac}" in table and "drop" in table

@@ -60,7 +60,7 @@ def wait_for(predicate, timeout: float = 30, what: str = "condition"):
             last = predicate()
             if last:
                 return last
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             last = exc
         time.sleep(0.2)
     raise AssertionError(f"timed out waiting for {what} (last: {last!r})")

@@ -12,11 +12,11 @@ from netshift.egressrouter.spec import ConfigError, load
 
 V4 = {"ip": "192.0.2.10/24", "gateway": "192.0.2.1"}
 V6 = {"ip": "2001:db8:a::10/64", "gateway": "2001:db8:a::1"}
-KW = dict(pod_if="eth0", egress_if="net1", exempt_ports=(9180, 9181))
+KW = {"pod_if": "eth0", "egress_if": "net1", "exempt_ports": (9180, 9181)}
 
 
 def cfg(rules=(), fallback=None, addresses=(V4,)):
-    redirect = {"redirectRules": [dict(zip(("destinationIP", "port", "protocol", "targetPort"), r))
+    redirect = {"redirectRules": [dict(zip(("destinationIP", "port", "protocol", "targetPort"), r, strict=False))
                                   for r in rules]}
     if fallback:
         redirect["fallbackIP"] = fallback

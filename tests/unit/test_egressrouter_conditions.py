@@ -99,7 +99,8 @@ def test_sandbox_failure_from_events():
 def test_running_but_not_ready():
     p = c.pod_state([pod(phase="Running", statuses=[{**RUNNING, "ready": False}],
                          conditions=[{"type": "Ready", "status": "False"}])], HASH,
-                    [{"reason": "Unhealthy", "message": "Readiness probe failed: HTTP probe failed with statuscode: 503"}])
+                    [{"reason": "Unhealthy",
+                      "message": "Readiness probe failed: HTTP probe failed with statuscode: 503"}])
     assert p.reason == "PodNotReady" and not p.hard and "503" in p.message
 
 

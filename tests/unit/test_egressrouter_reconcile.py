@@ -77,7 +77,7 @@ def make(served=True, **changes):
 
 
 def test_first_pass_applies_everything_then_nothing():
-    cache, kube, rec = make()
+    _cache, kube, rec = make()
     rec.reconcile("ns", "egress")
     assert [w for w in kube.writes if w[0] == "apply"] == [
         ("apply", "NetworkAttachmentDefinition"), ("apply", "ConfigMap"), ("apply", "Deployment"),
@@ -132,7 +132,7 @@ def test_invalid_spec_applies_nothing_and_reports():
 
 
 def test_nad_not_served_applies_nothing():
-    cache, kube, rec = make(served=False)
+    _cache, kube, rec = make(served=False)
     rec.reconcile("ns", "egress")
     assert [w for w in kube.writes if w[0] == "apply"] == []
 
@@ -149,7 +149,8 @@ def test_contains():
 def test_work_queue_dedupes_and_requeues_dirty_keys():
     async def main():
         q = WorkQueue(base_delay=0.01)
-        q.add("a"); q.add("a"); q.add("b")
+        for key in ("a", "a", "b"):
+            q.add(key)
         assert len(q) == 2
         key = await q.get()
         q.add(key)  # changed while being reconciled

@@ -131,7 +131,7 @@ def test_two_routers_do_not_collide():
     a = r.render(router(), SETTINGS)
     other = router().model_copy(update={"metadata": router().metadata.model_copy(update={"name": "other"})})
     b = r.render(other, SETTINGS)
-    for (_, x), (_, y) in zip(a.items(), b.items()):
+    for (_, x), (_, y) in zip(a.items(), b.items(), strict=False):
         assert x["metadata"]["name"] != y["metadata"]["name"]
     assert a.deployment["spec"]["selector"] != b.deployment["spec"]["selector"]
     assert a.service["spec"]["selector"] != b.service["spec"]["selector"]

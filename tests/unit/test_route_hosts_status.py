@@ -3,13 +3,12 @@ from __future__ import annotations
 
 from netshift import config
 from netshift.route import admission, hosts, status, validation
-
 from tests.unit.route_helpers import route
 
 
 def write(**kw):
-    args = dict(spec_host=None, subdomain=None, wildcard_policy="None", name="web", namespace="shop",
-                domain="apps.example.com", previous_host=None)
+    args = {"spec_host": None, "subdomain": None, "wildcard_policy": "None", "name": "web", "namespace": "shop",
+                "domain": "apps.example.com", "previous_host": None}
     args.update(kw)
     return hosts.host_to_write(**args)
 

@@ -15,11 +15,9 @@ import pytest
 from netshift.router import annotations as ann
 from netshift.router import certs
 from netshift.router import haproxy_config as hc
-from netshift.router.endpoints import (Endpoint, endpoint_weights, endpoints_from_slices, select_port,
-                                       service_of)
+from netshift.router.endpoints import Endpoint, endpoint_weights, endpoints_from_slices, select_port, service_of
 from netshift.router.routes import served_route
 from netshift.router.state import RouterState
-
 from tests.unit.router_helpers import ROUTER, route_obj, slice_obj
 
 CA = certs.make_ca()
@@ -271,7 +269,7 @@ def test_longest_path_first_and_exact_hosts_before_wildcards() -> None:
 
 
 def test_insecure_policies_and_terminations_in_the_maps() -> None:
-    tls = lambda t, p=None: {"termination": t, **({"insecureEdgeTerminationPolicy": p} if p else {})}  # noqa: E731
+    tls = lambda t, p=None: {"termination": t, **({"insecureEdgeTerminationPolicy": p} if p else {})}
     r = render(route_obj("plain", "plain.example.com"),
                route_obj("edge-none", "en.example.com", tls=tls("edge")),
                route_obj("edge-allow", "ea.example.com", tls=tls("edge", "Allow")),
@@ -280,7 +278,7 @@ def test_insecure_policies_and_terminations_in_the_maps() -> None:
                route_obj("re-redirect", "rr.example.com", tls=tls("reencrypt", "Redirect")),
                route_obj("pass", "p.example.com", tls=tls("passthrough")),
                route_obj("pass-redirect", "pr.example.com", tls=tls("passthrough", "Redirect")))
-    http = dict((v, k) for k, v in map_lines(r, hc.HTTP_MAP))
+    http = {v: k for k, v in map_lines(r, hc.HTTP_MAP)}
     assert lookup(r, hc.HTTP_MAP, "plain.example.com/") == "be_http:ns:plain"
     assert lookup(r, hc.HTTP_MAP, "en.example.com/") is None  # 503
     assert lookup(r, hc.HTTP_MAP, "ea.example.com/") == "be_edge_http:ns:edge-allow"
@@ -417,11 +415,12 @@ def test_cookies_by_default_secure_for_tls_and_none_for_passthrough() -> None:
     r = render(route_obj("h", "h.example.com"),
                route_obj("e", "e.example.com", tls={"termination": "edge"}),
                route_obj("ea", "ea.example.com", tls={"termination": "edge", "insecureEdgeTerminationPolicy": "Allow"}),
-               route_obj("re", "re.example.com", tls={"termination": "reencrypt", "insecureEdgeTerminationPolicy": "Redirect"}),
+               route_obj("re", "re.example.com",
+                         tls={"termination": "reencrypt", "insecureEdgeTerminationPolicy": "Redirect"}),
                route_obj("p", "p.example.com", tls={"termination": "passthrough"}),
                route_obj("named", "n.example.com", annotations={ann.COOKIE_NAME: "sticky"}),
                route_obj("off", "o.example.com", annotations={ann.DISABLE_COOKIES: "true"}))
-    cookie = lambda name: [line for line in backend(r, name) if line.startswith("cookie ")]  # noqa: E731
+    cookie = lambda name: [line for line in backend(r, name) if line.startswith("cookie ")]
     default_name = hc.short_hash("ns:h")
     assert cookie("be_http:ns:h") == [f"cookie {default_name} insert indirect nocache httponly"]
     assert cookie("be_edge_http:ns:e")[0].endswith("insert indirect nocache httponly secure attr SameSite=None")
@@ -473,7 +472,8 @@ def test_hsts_only_for_edge_and_reencrypt() -> None:
                route_obj("re", "r.example.com", tls={"termination": "reencrypt"}, annotations=h),
                route_obj("h", "h.example.com", annotations=h),
                route_obj("p", "p.example.com", tls={"termination": "passthrough"}, annotations=h))
-    line = "http-response set-header Strict-Transport-Security 'max-age=31536000;includeSubDomains;preload' if { ssl_fc }"
+    line = ("http-response set-header Strict-Transport-Security "
+            "'max-age=31536000;includeSubDomains;preload' if { ssl_fc }")
     assert line in backend(r, "be_edge_http:ns:e") and line in backend(r, "be_secure:ns:re")
     assert not any("Strict-Transport" in x for x in backend(r, "be_http:ns:h") + backend(r, "be_tcp:ns:p"))
 
@@ -701,7 +701,8 @@ def test_haproxy_accepts_every_feature(tmp_path: pathlib.Path) -> None:
         route_obj("edge", "secure.example.com", tls={
             "termination": "edge", "certificate": LEAF.cert, "key": LEAF.key, "caCertificate": CA.cert,
             "insecureEdgeTerminationPolicy": "Redirect"}, annotations={ann.HSTS_HEADER: "max-age=1"}),
-        route_obj("edge-default", "ed.example.com", tls={"termination": "edge", "insecureEdgeTerminationPolicy": "Allow"}),
+        route_obj("edge-default", "ed.example.com",
+                  tls={"termination": "edge", "insecureEdgeTerminationPolicy": "Allow"}),
         route_obj("re", "re.example.com", tls={"termination": "reencrypt", "destinationCACertificate": CA.cert}),
         route_obj("re-sys", "rs.example.com", tls={"termination": "reencrypt"}),
         route_obj("pass", "p.example.com", tls={"termination": "passthrough"}, annotations={

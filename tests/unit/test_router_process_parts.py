@@ -15,7 +15,6 @@ from netshift.router.haproxy import Proc, parse_show_proc
 from netshift.router.runner import default_certificate
 from netshift.router.store import ConfigStore
 from netshift.router_cli import fit_maxconn
-
 from tests.unit.router_helpers import route_obj
 
 SHOW_PROC = """#<PID>          <type>          <reloads>       <uptime>        <version>

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import logging
-from typing import Iterable
+from collections.abc import Iterable
 
 from netshift.egressrouter.spec import Address, IPAddress, RouterConfig
 
@@ -113,8 +113,8 @@ def ensure_routes(ipr, index: int, wanted: Iterable[RouteSpec]) -> list[str]:
             same_dst = [r for r in existing if r.get_attr("RTA_DST") == spec.dst and r["dst_len"] == spec.prefixlen]
             if any(r.get_attr("RTA_OIF") == index and r.get_attr("RTA_GATEWAY") == spec.gateway for r in same_dst):
                 continue
-            kwargs = dict(dst=spec.dst, dst_len=spec.prefixlen, oif=index, proto=RTPROT_NETSHIFT,
-                          family=AF[version], table=MAIN_TABLE)
+            kwargs = {"dst": spec.dst, "dst_len": spec.prefixlen, "oif": index, "proto": RTPROT_NETSHIFT,
+                          "family": AF[version], "table": MAIN_TABLE}
             if spec.gateway:
                 kwargs["gateway"] = spec.gateway
             else:
@@ -137,13 +137,13 @@ def remove_routes(ipr) -> None:
 
 
 def _delete(ipr, r, version: int) -> None:
-    kwargs = dict(dst=r.get_attr("RTA_DST"), dst_len=r["dst_len"], family=AF[version], table=MAIN_TABLE,
-                  proto=RTPROT_NETSHIFT)
+    kwargs = {"dst": r.get_attr("RTA_DST"), "dst_len": r["dst_len"], "family": AF[version], "table": MAIN_TABLE,
+                  "proto": RTPROT_NETSHIFT}
     if r.get_attr("RTA_OIF"):
         kwargs["oif"] = r.get_attr("RTA_OIF")
     try:
         ipr.route("del", **kwargs)
-    except Exception as exc:  # noqa: BLE001 (gone already is fine)
+    except Exception as exc:
         log.debug("route delete %s: %s", kwargs, exc)
 
 

@@ -23,7 +23,8 @@ live table can be compared with the desired one after stripping handles and coun
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from netshift.egressrouter.spec import FAMILIES, RouterConfig, Rule
 

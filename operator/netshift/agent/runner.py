@@ -14,7 +14,7 @@ import signal
 import socket
 import threading
 import time
-from typing import Iterable
+from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -81,7 +81,7 @@ class Agent:
             return changes
 
     def _sync(self, cfg: RouterConfig) -> list[str]:
-        from pyroute2 import IPRoute  # noqa: PLC0415 (keeps `--help` and unit tests light)
+        from pyroute2 import IPRoute
 
         tables = ruleset.desired(cfg, pod_if=self.pod_if, egress_if=self.egress_if,
                                  exempt_ports=self.exempt_ports)
@@ -115,7 +115,7 @@ class Agent:
 
     def remove(self) -> None:
         """Remove our tables and routes (SIGTERM): the pod leaves nothing half-working behind."""
-        from pyroute2 import IPRoute  # noqa: PLC0415
+        from pyroute2 import IPRoute
 
         with self.lock:
             self.ready = False
@@ -174,7 +174,7 @@ class _AgentCollector:
                                        labels=["family"])
         try:
             values = self.agent.counter_values()
-        except Exception as exc:  # noqa: BLE001 (a scrape must not kill the agent)
+        except Exception as exc:
             log.warning("reading nftables counters failed: %s", exc)
             values = []
         for info, p, b in values:
@@ -199,7 +199,7 @@ class _AgentCollector:
 
 def _handler(agent: Agent):
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
             if path == "/metrics":
                 self._send(200, generate_latest(agent.registry), "text/plain; version=0.0.4")
@@ -286,7 +286,7 @@ def run(agent: Agent, *, resync_seconds: float, poll_seconds: float = 1.0,
         try:
             agent.remove()
             log.info("removed nftables tables and routes")
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             log.error("cleanup failed: %s", exc)
     return 0
 

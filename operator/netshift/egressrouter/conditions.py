@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from typing import Any, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from netshift.egressrouter.render import CONFIG_HASH_ANNOTATION
 from netshift.egressrouter.spec import Problem
@@ -74,7 +75,7 @@ def _latest_event(events: Sequence[Mapping[str, Any]], reasons: Iterable[str]) -
                 and not _TERSE.match(e.get("message") or "")]
     if not matching:
         return None
-    key = lambda e: e.get("lastTimestamp") or e.get("eventTime") or e.get("firstTimestamp") or ""  # noqa: E731
+    key = lambda e: e.get("lastTimestamp") or e.get("eventTime") or e.get("firstTimestamp") or ""
     return max(matching, key=key)
 
 
@@ -104,7 +105,7 @@ def pod_state(pods: Sequence[Mapping[str, Any]], config_hash: str,
     pod = max(current, key=lambda p: _meta(p).get("creationTimestamp") or "")
     name, uid = _meta(pod).get("name"), _meta(pod).get("uid")
     status = pod.get("status") or {}
-    st = lambda ready, reason, message, **kw: PodState(  # noqa: E731
+    st = lambda ready, reason, message, **kw: PodState(
         ready, reason, _clip(message), pod_name=name, pod_uid=uid, **kw)
 
     if status.get("phase") == "Failed":
@@ -138,7 +139,8 @@ def pod_state(pods: Sequence[Mapping[str, Any]], config_hash: str,
                       f"pod {name}: container {cs.get('name')}: {reason}: {waiting.get('message') or ''}",
                       hard=True)
 
-    if _cond(pod, "Ready") and _cond(pod, "Ready").get("status") == "True":
+    ready = _cond(pod, "Ready")
+    if ready and ready.get("status") == "True":
         return st(True, "Ready", f"pod {name} is ready")
 
     started = any("running" in (cs.get("state") or {}) for cs in statuses)
@@ -257,7 +259,7 @@ def status_differs(observed: Mapping[str, Any] | None, desired: Mapping[str, Any
     observed = observed or {}
     if observed.get("observedGeneration") != desired.get("observedGeneration"):
         return True
-    norm = lambda conds: [{k: c.get(k) for k in _KEYS} for c in conds or []]  # noqa: E731
+    norm = lambda conds: [{k: c.get(k) for k in _KEYS} for c in conds or []]
     return norm(observed.get("conditions")) != norm(desired.get("conditions"))
 
 

@@ -40,7 +40,7 @@ PATHS = {
 
 
 def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def error_message(exc: Exception) -> str:
@@ -137,7 +137,7 @@ class Kube:
         }
         try:
             self._call("POST", self.path("Event", meta["namespace"]), body=event, resource="events")
-        except Exception as exc:  # noqa: BLE001 (an Event is best effort)
+        except Exception as exc:
             log.warning("cannot post event %s on %s/%s: %s", reason, meta["namespace"], meta["name"],
                         error_message(exc))
 

@@ -7,7 +7,7 @@ Delayed adds keep only the earliest pending deadline per key; failures back off 
 from __future__ import annotations
 
 import asyncio
-from typing import Hashable
+from collections.abc import Hashable
 
 
 class WorkQueue:

@@ -13,7 +13,8 @@ import dataclasses
 import logging
 import threading
 import time
-from typing import Any, Callable, Iterable, Mapping, Protocol
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Protocol
 
 from pydantic import ValidationError
 
@@ -21,8 +22,15 @@ from netshift import metrics
 from netshift.egressrouter import conditions as cond
 from netshift.egressrouter.kube import Kube, error_message
 from netshift.egressrouter.render import (
-    AGENT_CONFIG_HASH_ANNOTATION, AGENT_HEALTH_PORT, AGENT_METRICS_PORT, CONFIG_HASH_ANNOTATION, NAD_KIND,
-    Children, RenderSettings, is_headless, render,
+    AGENT_CONFIG_HASH_ANNOTATION,
+    AGENT_HEALTH_PORT,
+    AGENT_METRICS_PORT,
+    CONFIG_HASH_ANNOTATION,
+    NAD_KIND,
+    Children,
+    RenderSettings,
+    is_headless,
+    render,
 )
 from netshift.egressrouter.spec import Problem, RouterConfig, parse
 from netshift.models.egressrouter import KIND, EgressRouter
@@ -126,7 +134,7 @@ class Outcome:
 class Reconciler:
     def __init__(self, kube: Kube, cache: Cache, settings: RenderSettings,
                  nad_served: Callable[[], bool], nad_epoch: Callable[[], int] = lambda: 0,
-                 nad_not_found: Callable[[], None] = lambda: None) -> None:
+                 nad_not_found: Callable[[], object] = lambda: None) -> None:
         self.kube = kube
         self.cache = cache
         self.settings = settings
@@ -191,7 +199,7 @@ class Reconciler:
                 try:
                     events = self.kube.pod_events(namespace, pod.pod_name, pod.pod_uid)
                     pod = cond.pod_state(pods, children.config_hash, events, deployment)
-                except Exception as exc:  # noqa: BLE001 (events only refine the message)
+                except Exception as exc:
                     log.debug("cannot read events of pod %s/%s: %s", namespace, pod.pod_name, exc)
                 requeue = POLL_WAITING_POD_SECONDS
             if not apply_errors:
@@ -240,7 +248,7 @@ class Reconciler:
                     # clusterIP is immutable: switching to/from headless needs a new Service
                     self.kube.delete("Service", namespace, name)
                 applied = self.kube.apply(kind, desired)
-            except Exception as exc:  # noqa: BLE001 (reported in Degraded, retried with backoff)
+            except Exception as exc:
                 if kind == NAD_KIND and getattr(exc, "status", None) == 404:
                     raise _NadNotServed() from exc
                 errors.append(f"applying {kind} {namespace}/{name} failed: {error_message(exc)}")
@@ -269,7 +277,7 @@ class Reconciler:
                 continue
             try:
                 self.kube.annotate_pod(namespace, meta["name"], {AGENT_CONFIG_HASH_ANNOTATION: want})
-            except Exception as exc:  # noqa: BLE001 (the kubelet's periodic sync catches up anyway)
+            except Exception as exc:
                 log.warning("cannot annotate pod %s/%s: %s", namespace, meta.get("name"), error_message(exc))
 
     # -- bookkeeping --------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from netshift.models.egressrouter import API_VERSION, KIND, EgressRouter
@@ -103,11 +104,18 @@ def digest(value: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def _name(router: EgressRouter) -> str:
+    # The API server never stores an object without a name; a model built by hand must have one too.
+    if not router.name:
+        raise ValueError("an EgressRouter to render needs metadata.name")
+    return router.name
+
+
 def _meta(router: EgressRouter) -> dict[str, Any]:
     return {
         "name": router.name,
         "namespace": router.namespace,
-        "labels": labels(router.name),
+        "labels": labels(_name(router)),
         "ownerReferences": [{
             "apiVersion": API_VERSION,
             "kind": KIND,
@@ -175,7 +183,7 @@ def build_agent_config(router: EgressRouter) -> dict[str, Any]:
 
 def build_deployment(router: EgressRouter, settings: RenderSettings,
                      nad: dict[str, Any] | None = None) -> dict[str, Any]:
-    name = router.name
+    name = _name(router)
     nad = nad or build_network_attachment_definition(router, settings)
     networks = json.dumps([{"name": name, "namespace": router.namespace, "interface": EGRESS_INTERFACE}],
                           separators=(",", ":"))
@@ -234,7 +242,7 @@ def build_deployment(router: EgressRouter, settings: RenderSettings,
             {"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}},
         ],
     }
-    template = {
+    template: dict[str, Any] = {
         "metadata": {
             "labels": pod_labels(name),
             "annotations": {NETWORKS_ANNOTATION: networks},
@@ -275,7 +283,7 @@ def service_ports(router: EgressRouter) -> list[dict[str, Any]]:
 
 def build_service(router: EgressRouter) -> dict[str, Any]:
     ports = service_ports(router)
-    spec: dict[str, Any] = {"selector": selector(router.name)}
+    spec: dict[str, Any] = {"selector": selector(_name(router))}
     if ports:
         spec["type"] = "ClusterIP"
         spec["ports"] = ports
@@ -285,7 +293,7 @@ def build_service(router: EgressRouter) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "Service", "metadata": _meta(router), "spec": spec}
 
 
-def is_headless(service: dict[str, Any]) -> bool:
+def is_headless(service: Mapping[str, Any]) -> bool:
     return (service.get("spec") or {}).get("clusterIP") == "None"
 
 

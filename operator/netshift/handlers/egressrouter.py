@@ -18,16 +18,17 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any, cast
 
 import kopf
 
 from netshift import config
 from netshift.egressrouter.kube import NAD_PLURAL, Kube
-from netshift.kubeclient import new_api_client
 from netshift.egressrouter.queue import WorkQueue
 from netshift.egressrouter.reconcile import Reconciler
 from netshift.egressrouter.render import MANAGED_BY, NAD_KIND, RenderSettings
+from netshift.kubeclient import new_api_client
 from netshift.models.egressrouter import GROUP, KIND, PLURAL, VERSION
 
 log = logging.getLogger("netshift.egressrouter")
@@ -54,7 +55,7 @@ _INDEX = {
 
 def _trim(body: Mapping[str, Any]) -> dict[str, Any]:
     """The object without managedFields (the largest part, and never read)."""
-    out = {k: v for k, v in body.items()}
+    out = dict(body.items())
     meta = dict(out.get("metadata") or {})
     meta.pop("managedFields", None)
     out["metadata"] = meta
@@ -154,7 +155,7 @@ async def egressrouter_startup(settings: kopf.OperatorSettings, **_: Any) -> Non
     loop = asyncio.get_running_loop()
     try:
         c.discovery.update(await loop.run_in_executor(c.executor, kube.nad_served))
-    except Exception as exc:  # noqa: BLE001 (the poll below retries)
+    except Exception as exc:
         log.warning("cannot check NetworkAttachmentDefinitions: %s", exc)
     c.discovery.epoch = 0  # what was served at startup is what kopf lists: nothing to force
     c.reconciler = Reconciler(
@@ -182,25 +183,28 @@ async def egressrouter_cleanup(**_: Any) -> None:
 
 async def _worker(_: int) -> None:
     c = CONTROLLER
+    queue, reconciler = c.queue, c.reconciler
+    assert queue is not None and reconciler is not None, "workers start after the controller"
     loop = asyncio.get_running_loop()
     while True:
-        key = await c.queue.get()
+        key = await queue.get()
+        namespace, name = cast(tuple[str, str], key)
         try:
-            outcome = await loop.run_in_executor(c.executor, c.reconciler.reconcile, *key)
+            outcome = await loop.run_in_executor(c.executor, reconciler.reconcile, namespace, name)
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # noqa: BLE001 (retried with backoff)
-            delay = c.queue.retry(key)
-            log.warning("reconcile of EgressRouter %s/%s failed (retry in %.1fs): %s", *key, delay, exc)
+        except Exception as exc:
+            delay = queue.retry(key)
+            log.warning("reconcile of EgressRouter %s/%s failed (retry in %.1fs): %s", namespace, name, delay, exc)
         else:
             if outcome.failed:
-                c.queue.retry(key)
+                queue.retry(key)
             else:
-                c.queue.forget(key)
+                queue.forget(key)
                 if outcome.requeue_after:
-                    c.queue.add_after(key, outcome.requeue_after)
+                    queue.add_after(key, outcome.requeue_after)
         finally:
-            c.queue.done(key)
+            queue.done(key)
 
 
 async def _resync(period: float) -> None:
@@ -216,7 +220,7 @@ async def _discovery(kube: Kube) -> None:
         await asyncio.sleep(NAD_DISCOVERY_SECONDS)
         try:
             served = await loop.run_in_executor(c.executor, kube.nad_served)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             log.debug("NAD discovery failed: %s", exc)
             continue
         if c.discovery.update(served):
@@ -226,43 +230,43 @@ async def _discovery(kube: Kube) -> None:
 
 # -- indexes (the cache) --------------------------------------------------------------------------
 @kopf.index(GROUP, VERSION, PLURAL)
-def egressrouter_routers(namespace: str, name: str, body: Any, **_: Any) -> dict:
+def egressrouter_routers(namespace: str | None, name: str, body: Any, **_: Any) -> dict:
     return {(namespace, name): _trim(body)}
 
 
 @kopf.index(*CHILD_RESOURCES["Deployment"], when=_owned)
-def egressrouter_deployments(namespace: str, name: str, body: Any, **_: Any) -> dict:
+def egressrouter_deployments(namespace: str | None, name: str, body: Any, **_: Any) -> dict:
     return {(namespace, name): _trim(body)}
 
 
 @kopf.index(*CHILD_RESOURCES["Service"], when=_owned)
-def egressrouter_services(namespace: str, name: str, body: Any, **_: Any) -> dict:
+def egressrouter_services(namespace: str | None, name: str, body: Any, **_: Any) -> dict:
     return {(namespace, name): _trim(body)}
 
 
 @kopf.index(*CHILD_RESOURCES["ConfigMap"], when=_owned)
-def egressrouter_configmaps(namespace: str, name: str, body: Any, **_: Any) -> dict:
+def egressrouter_configmaps(namespace: str | None, name: str, body: Any, **_: Any) -> dict:
     return {(namespace, name): _trim(body)}
 
 
 @kopf.index(*CHILD_RESOURCES[NAD_KIND], when=_owned)
-def egressrouter_nads(namespace: str, name: str, body: Any, **_: Any) -> dict:
+def egressrouter_nads(namespace: str | None, name: str, body: Any, **_: Any) -> dict:
     return {(namespace, name): _trim(body)}
 
 
 @kopf.index(*PODS, labels={"app.kubernetes.io/instance": kopf.PRESENT})
-def egressrouter_pods(namespace: str, labels: Mapping[str, str], body: Any, **_: Any) -> dict:
+def egressrouter_pods(namespace: str | None, labels: Mapping[str, str], body: Any, **_: Any) -> dict:
     return {(namespace, labels["app.kubernetes.io/instance"]): _trim(body)}
 
 
 # -- events → queue -------------------------------------------------------------------------------
-def _seen(kind: str, namespace: str, name: str, body: Any, type: str | None) -> None:
+def _seen(kind: str, namespace: str | None, name: str, body: Any, type: str | None) -> None:
     if CONTROLLER.reconciler is not None:
         CONTROLLER.reconciler.recent.observed((kind, namespace, name), body, deleted=type == "DELETED")
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
-def egressrouter_event(namespace: str, name: str, body: Any, type: str | None, **kwargs: Any) -> None:
+def egressrouter_event(namespace: str | None, name: str, body: Any, type: str, **kwargs: Any) -> None:
     CONTROLLER.cache.bind(kwargs)
     _seen(KIND, namespace, name, body, type)
     CONTROLLER.enqueue(namespace, name)

@@ -52,7 +52,7 @@ class KubeRouteApi:
     async def list_routes(self, namespaces: list[str]) -> list[dict[str, Any]]:
         """Every route of the watched namespaces (all when empty), page by page."""
         exact = [n for n in namespaces if not any(ch in n for ch in "*?[!")]
-        scopes: list[str | None] = exact if namespaces and len(exact) == len(namespaces) else [None]
+        scopes: list[str | None] = [*exact] if namespaces and len(exact) == len(namespaces) else [None]
         items: list[dict[str, Any]] = []
         for ns in scopes:
             token = None
@@ -101,13 +101,14 @@ def _post_event(obs: Observed, decision: admission.Decision, previous: admission
     """An Event on the route for each transition; a first admission is not news."""
     if decision.admitted and previous is None:
         return
-    ref = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Route",
+    ref: dict[str, Any] = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Route",
            "metadata": {"name": obs.name, "namespace": obs.namespace}}
     try:
         if decision.admitted:
-            kopf.info(ref, reason="Admitted", message="route admitted")
+            kopf.info(ref, reason="Admitted", message="route admitted")  # type: ignore[arg-type]  # any body-like mapping works
         else:
-            kopf.warn(ref, reason=decision.reason or "Rejected", message=decision.message or "")
+            kopf.warn(ref, reason=decision.reason or "Rejected",  # type: ignore[arg-type]  # any body-like mapping
+                      message=decision.message or "")
     except Exception:  # posting is best effort (e.g. outside kopf's context in tests)
         log.debug("could not post route event", exc_info=True)
 
@@ -132,7 +133,9 @@ def _watched(namespace: str, patterns: list[str]) -> bool:
 async def route_startup(memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
     ctrl = controller()
     namespaces = list(getattr(memo, "namespaces", None) or [])
-    for body in await ctrl.api.list_routes(namespaces):
+    api = ctrl.api
+    assert isinstance(api, KubeRouteApi)
+    for body in await api.list_routes(namespaces):
         ctrl.observe(body)
     logger.info("route admission: %d routes indexed", len(ctrl.observed))
 
@@ -145,7 +148,7 @@ async def route_event(event: kopf.RawEvent, **_: Any) -> None:
         ctrl.forget(meta.get("uid") or f"{meta.get('namespace')}/{meta.get('name')}")
         ctrl.kick()
     else:
-        ctrl.kick(ctrl.observe(obj))
+        ctrl.kick(ctrl.observe(dict(obj)))
 
 
 # Registered only when enabled: without the Route RBAC the startup LIST would be retried forever.

@@ -22,7 +22,7 @@ from typing import Any, Self
 from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 from pydantic.alias_generators import to_camel
 
-__all__ = ["ApiModel", "ObjectMeta", "OwnerReference", "KubeObject", "rfc3339_now"]
+__all__ = ["ApiModel", "KubeObject", "ObjectMeta", "OwnerReference", "rfc3339_now"]
 
 
 class ApiModel(BaseModel):
@@ -102,4 +102,4 @@ class KubeObject(ApiModel):
 
 def rfc3339_now() -> str:
     """Now, in the form Kubernetes uses for ``metav1.Time`` (UTC, seconds, ``Z``)."""
-    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -14,12 +14,27 @@ from pydantic import Field
 from ._base import ApiModel, KubeObject
 
 __all__ = [
-    "GROUP", "VERSION", "API_VERSION", "KIND", "PLURAL",
-    "DEFAULT_MODE", "DEFAULT_MACVLAN_MODE",
-    "EgressRouterMode", "MacvlanMode", "Protocol", "ConditionType", "ConditionStatus",
-    "EgressRouterAddress", "MacvlanConfig", "EgressRouterInterface", "L4RedirectRule",
-    "RedirectConfig", "EgressRouterSpec", "EgressRouterStatusCondition", "EgressRouterStatus",
+    "API_VERSION",
+    "DEFAULT_MACVLAN_MODE",
+    "DEFAULT_MODE",
+    "GROUP",
+    "KIND",
+    "PLURAL",
+    "VERSION",
+    "ConditionStatus",
+    "ConditionType",
     "EgressRouter",
+    "EgressRouterAddress",
+    "EgressRouterInterface",
+    "EgressRouterMode",
+    "EgressRouterSpec",
+    "EgressRouterStatus",
+    "EgressRouterStatusCondition",
+    "L4RedirectRule",
+    "MacvlanConfig",
+    "MacvlanMode",
+    "Protocol",
+    "RedirectConfig",
 ]
 
 GROUP = "network.operator.openshift.io"

@@ -13,13 +13,31 @@ from pydantic import Field
 from ._base import ApiModel, KubeObject
 
 __all__ = [
-    "GROUP", "VERSION", "API_VERSION", "KIND", "PLURAL",
-    "DEFAULT_WEIGHT", "ADMITTED",
-    "TLSTermination", "InsecureEdgeTerminationPolicy", "WildcardPolicy", "HeaderActionType",
-    "RouteTargetReference", "RoutePort", "LocalObjectReference", "TLSConfig",
-    "RouteSetHTTPHeader", "RouteHTTPHeaderActionUnion", "RouteHTTPHeader",
-    "RouteHTTPHeaderActions", "RouteHTTPHeaders",
-    "RouteSpec", "RouteIngressCondition", "RouteIngress", "RouteStatus", "Route",
+    "ADMITTED",
+    "API_VERSION",
+    "DEFAULT_WEIGHT",
+    "GROUP",
+    "KIND",
+    "PLURAL",
+    "VERSION",
+    "HeaderActionType",
+    "InsecureEdgeTerminationPolicy",
+    "LocalObjectReference",
+    "Route",
+    "RouteHTTPHeader",
+    "RouteHTTPHeaderActionUnion",
+    "RouteHTTPHeaderActions",
+    "RouteHTTPHeaders",
+    "RouteIngress",
+    "RouteIngressCondition",
+    "RoutePort",
+    "RouteSetHTTPHeader",
+    "RouteSpec",
+    "RouteStatus",
+    "RouteTargetReference",
+    "TLSConfig",
+    "TLSTermination",
+    "WildcardPolicy",
 ]
 
 GROUP = "route.openshift.io"

@@ -39,7 +39,7 @@ _IGNORED_TYPES = {"EC PARAMETERS"}  # openssl writes it before EC keys; carries 
 
 _WEAK = {
     SignatureAlgorithmOID.RSA_WITH_SHA1: "SHA1",
-    SignatureAlgorithmOID._RSA_WITH_SHA1: "SHA1",  # noqa: SLF001 (the alternative OID of the same)
+    SignatureAlgorithmOID._RSA_WITH_SHA1: "SHA1",
     SignatureAlgorithmOID.ECDSA_WITH_SHA1: "SHA1",
     SignatureAlgorithmOID.DSA_WITH_SHA1: "SHA1",
     SignatureAlgorithmOID.RSA_WITH_MD5: "MD5",
@@ -127,13 +127,13 @@ def is_self_signed(cert: x509.Certificate) -> bool:
         aki = cert.extensions.get_extension_for_oid(ExtensionOID.AUTHORITY_KEY_IDENTIFIER).value
     except x509.ExtensionNotFound:
         return True
-    if aki.key_identifier is None:
+    if not isinstance(aki, x509.AuthorityKeyIdentifier) or aki.key_identifier is None:
         return True
     try:
         ski = cert.extensions.get_extension_for_oid(ExtensionOID.SUBJECT_KEY_IDENTIFIER).value
     except x509.ExtensionNotFound:
         return False
-    return aki.key_identifier == ski.digest
+    return isinstance(ski, x509.SubjectKeyIdentifier) and aki.key_identifier == ski.digest
 
 
 def weak_signature_errors(certs: list[x509.Certificate]) -> list[str]:

@@ -10,6 +10,7 @@ a configuration the new worker cannot load.
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import dataclasses
 import logging
@@ -30,10 +31,8 @@ class HAProxyError(RuntimeError):
 def _die_with_parent() -> None:
     """In the child before exec: SIGTERM when the process that started it dies (even by SIGKILL),
     so a master never outlives its router. Kept across the master's re-exec on reload."""
-    try:
+    with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,7 +118,7 @@ class HAProxy:
             os.unlink(self.master_socket)
         self.proc = subprocess.Popen(
             [self.binary, "-W", "-S", f"{self.master_socket},mode,600", "-f", self.config_path],
-            stdout=self._stdout, stderr=self._stderr, start_new_session=True, preexec_fn=_die_with_parent)
+            stdout=self._stdout, stderr=self._stderr, start_new_session=True, preexec_fn=_die_with_parent)  # noqa: PLW1509 -- prctl only, no locks taken; the router starts HAProxy before its threads
         self._wait(lambda procs: any(p.kind == "worker" and not p.old for p in procs), timeout,
                    "HAProxy did not start a worker")
 

@@ -262,7 +262,7 @@ def render_backend(route: ServedRoute, endpoints: Mapping[tuple[str, str], Seque
     opts = ann.parse(route.annotation_map)
     servers = route_servers(route, endpoints)
     active_services = sum(1 for s, w in endpoint_weights(
-        route.backends, {s: 1 for s in route.services}).items() if w > 0)
+        route.backends, dict.fromkeys(route.services, 1)).items() if w > 0)
     active_servers = sum(1 for s in servers if s.weight > 0)
     lines = [f"backend {backend_name(route)}"]
     body: list[str] = []
@@ -403,7 +403,7 @@ def render(routes: Iterable[ServedRoute], endpoints: Mapping[tuple[str, str], Se
             continue
         text, count = render_backend(r, endpoints, settings, files)
         backends[name] = count
-        backends_text += [""] + text
+        backends_text += ["", *text]
         key = route_regex(r.host, r.path, r.wildcard)
         if r.termination == PASSTHROUGH:
             sni_map.append(f"{sni_regex(r.host, r.wildcard)} {name}")

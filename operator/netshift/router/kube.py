@@ -17,7 +17,6 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 from kubernetes.watch.watch import iter_resp_lines
 
-
 log = logging.getLogger("netshift.router.kube")
 
 ROUTES_PATH = "/apis/route.openshift.io/v1/routes"
@@ -102,7 +101,7 @@ class ListWatch:
                 log.warning("%s: %s %s", self.path, exc.status, exc.reason)
                 rv = None
                 stop.wait(2.0)
-            except Exception as exc:  # noqa: BLE001 (network errors of every kind: start over)
+            except Exception as exc:
                 if stop.is_set():
                     break
                 log.warning("%s: watch failed (%s: %s); listing again", self.path, type(exc).__name__, exc)

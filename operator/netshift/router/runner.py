@@ -182,7 +182,7 @@ def default_certificate(path: str | None, config_dir: str, names: list[str]) -> 
         else:
             return str(p)
     else:
-        from .certs import self_signed  # noqa: PLC0415
+        from .certs import self_signed
         text = self_signed(names).bundle
         log.info("no default certificate given: using a self-signed one for %s", ", ".join(names))
     fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -194,9 +194,9 @@ def default_certificate(path: str | None, config_dir: str, names: list[str]) -> 
 def run(*, router_name: str, settings: haproxy_config.Settings, config_dir: str, haproxy_bin: str,
         metrics_address: str, metrics_port: int, min_interval: float, grace: float,
         shutdown_delay: float = 0.0) -> int:
-    from netshift.kubeclient import new_api_client  # noqa: PLC0415
+    from netshift.kubeclient import new_api_client
 
-    from .kube import ENDPOINTSLICES_PATH, ROUTES_PATH, SECRETS_PATH, TLS_SECRETS_SELECTOR, ListWatch  # noqa: PLC0415
+    from .kube import ENDPOINTSLICES_PATH, ROUTES_PATH, SECRETS_PATH, TLS_SECRETS_SELECTOR, ListWatch
 
     metrics = Metrics()
     if metrics_port:
@@ -213,7 +213,8 @@ def run(*, router_name: str, settings: haproxy_config.Settings, config_dir: str,
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
 
-    watches = [ListWatch(new_api_client("router"), ROUTES_PATH, on_list=router.routes_listed, on_event=router.route_event),
+    watches = [ListWatch(new_api_client("router"), ROUTES_PATH, on_list=router.routes_listed,
+                         on_event=router.route_event),
                ListWatch(new_api_client("router"), ENDPOINTSLICES_PATH, on_list=router.slices_listed,
                          on_event=router.slice_event),
                # spec.tls.externalCertificate: every kubernetes.io/tls Secret (RBAC cannot name them

@@ -59,7 +59,7 @@ def pair_problem(cert_pem: str, key_pem: str) -> str:
         key = serialization.load_pem_private_key(key_pem.encode(), password=None)
     except (ValueError, TypeError):
         return "tls.key holds no unencrypted PEM private key"
-    except Exception:  # noqa: BLE001 (unsupported key types raise UnsupportedAlgorithm)
+    except Exception:
         return "tls.key holds an unsupported private key"
     fmt = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     if chain[0].public_key().public_bytes(*fmt) != key.public_key().public_bytes(*fmt):
@@ -78,7 +78,7 @@ def resolve(routes: Iterable[ServedRoute], secrets: Mapping[tuple[str, str], TLS
         secret = secrets.get((r.namespace, r.external_certificate))
         problem = ("Secret not found (or not of type kubernetes.io/tls)" if secret is None
                    else secret.problem or pair_problem(secret.cert, secret.key))
-        if problem:
+        if problem or secret is None:
             problems.append(f"route {r.namespace}/{r.name}: externalCertificate {r.external_certificate}: "
                             f"{problem}; serving the default certificate")
             out.append(dataclasses.replace(r, certificate="", key=""))

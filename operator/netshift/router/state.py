@@ -8,7 +8,7 @@ admitted for this router name are kept; only slices of services some served rout
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .endpoints import Endpoint, endpoints_from_slices, service_of
@@ -44,7 +44,7 @@ class RouterState:
             self.routes[key] = new
         return old != new
 
-    def replace_routes(self, objs: list[Mapping[str, Any]]) -> bool:
+    def replace_routes(self, objs: Sequence[Mapping[str, Any]]) -> bool:
         """A full listing (after a watch restart): replaces every route."""
         fresh = {}
         for obj in objs:
@@ -79,7 +79,7 @@ class RouterState:
                 changed = changed or self._used(svc)
         return changed
 
-    def replace_slices(self, objs: list[Mapping[str, Any]]) -> bool:
+    def replace_slices(self, objs: Sequence[Mapping[str, Any]]) -> bool:
         before = {svc: self.endpoints(svc) for svc in self._by_service}
         self.slices.clear()
         self._by_service.clear()
@@ -113,7 +113,7 @@ class RouterState:
             self.secrets[key] = new
         return old != new and self._secret_used(key)
 
-    def replace_secrets(self, objs: list[Mapping[str, Any]]) -> bool:
+    def replace_secrets(self, objs: Sequence[Mapping[str, Any]]) -> bool:
         before = self.secrets
         self.secrets = {_key(o): tls_secret(o) for o in objs}
         return any(before.get(k) != self.secrets.get(k) and self._secret_used(k)
