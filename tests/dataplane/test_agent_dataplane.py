@@ -9,8 +9,8 @@ import time
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from netshift.egressrouter import spec as router_spec
 from netshift.agent import ruleset
+from netshift.egressrouter import spec as router_spec
 from tests.dataplane.conftest import HEALTH_PORT, AgentRunner, spec
 from tests.dataplane.topology import (
     DEST2_V4,

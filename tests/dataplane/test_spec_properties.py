@@ -23,8 +23,16 @@ from hypothesis import HealthCheck, event, given, settings
 
 from netshift.agent.config import parse_text
 from netshift.agent.ruleset import render_script
-from netshift.egressrouter.render import (AGENT_HEALTH_PORT, AGENT_METRICS_PORT, CONFIG_KEY, EGRESS_INTERFACE,
-                                          POD_INTERFACE, RenderSettings, build_agent_config, cni_config)
+from netshift.egressrouter.render import (
+    AGENT_HEALTH_PORT,
+    AGENT_METRICS_PORT,
+    CONFIG_KEY,
+    EGRESS_INTERFACE,
+    POD_INTERFACE,
+    RenderSettings,
+    build_agent_config,
+    cni_config,
+)
 from netshift.egressrouter.spec import RouterConfig, parse
 from netshift.models.egressrouter import EgressRouter
 from tests.dataplane.spec_strategies import specs

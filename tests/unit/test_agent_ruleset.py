@@ -3,12 +3,10 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 from netshift import cli
 from netshift.agent import ruleset
 from netshift.agent.routes import RouteSpec, desired_routes
-from netshift.egressrouter.spec import ConfigError, load
+from netshift.egressrouter.spec import load
 
 V4 = {"ip": "192.0.2.10/24", "gateway": "192.0.2.1"}
 V6 = {"ip": "2001:db8:a::10/64", "gateway": "2001:db8:a::1"}

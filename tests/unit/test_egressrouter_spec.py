@@ -236,11 +236,11 @@ def test_duplicates_are_per_family_and_protocol() -> None:
 
 
 def test_broken_documents() -> None:
-    with pytest.raises(ConfigError, match="^config: invalid JSON"):
+    with pytest.raises(ConfigError, match=r"^config: invalid JSON"):
         parse_text("{nope")
-    with pytest.raises(ConfigError, match="^config: invalid YAML"):
+    with pytest.raises(ConfigError, match=r"^config: invalid YAML"):
         parse_text("a: [")
-    with pytest.raises(ConfigError, match="^spec: must be a mapping"):
+    with pytest.raises(ConfigError, match=r"^spec: must be a mapping"):
         parse_text("- 1")
 
 
