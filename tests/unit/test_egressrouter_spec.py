@@ -245,7 +245,7 @@ def test_broken_documents() -> None:
 
 
 def test_problem_message_is_field_then_detail() -> None:
-    assert str(Problem("InvalidPort", "spec.x", "is bad")) == "spec.x: is bad"
+    assert Problem("InvalidPort", "spec.x", "is bad").message == "spec.x: is bad"
 
 
 def test_a_tcp_rule_on_an_agent_port_is_refused() -> None:

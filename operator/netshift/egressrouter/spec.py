@@ -19,7 +19,7 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from netshift.models.egressrouter import DEFAULT_MACVLAN_MODE, MacvlanMode, Protocol
+from netshift.models.egressrouter import DEFAULT_MACVLAN_MODE, DEFAULT_MODE, EgressRouterMode, MacvlanMode, Protocol
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
@@ -46,9 +46,6 @@ class Problem:
     @property
     def message(self) -> str:
         return f"{self.field}: {self.detail}"
-
-    def __str__(self) -> str:
-        return self.message
 
 
 class ConfigError(ValueError):
@@ -152,9 +149,9 @@ def parse(doc: Any, *, default_master: str | None = None,
             _check_name(name, add)
         doc = doc["spec"]
 
-    mode = doc.get("mode") or "Redirect"
-    if mode != "Redirect":
-        add("UnsupportedMode", "spec.mode", f"{_q(mode)} is not supported (only Redirect)")
+    mode = doc.get("mode") or DEFAULT_MODE
+    if mode not in {m.value for m in EgressRouterMode}:
+        add("UnsupportedMode", "spec.mode", f"{_q(mode)} is not supported (only {DEFAULT_MODE})")
     _check_macvlan(doc.get("networkInterface"), default_master, add)
     addresses = _addresses(doc.get("addresses"), add)
 

@@ -103,12 +103,7 @@ class L4RedirectRule(ApiModel):
     destination_ip: str = Field(alias="destinationIP")
     port: int
     protocol: str  # TCP | UDP | SCTP
-    target_port: int | None = None
-
-    @property
-    def effective_target_port(self) -> int:
-        """The destination port: ``targetPort``, or ``port`` when it is not set."""
-        return self.target_port or self.port
+    target_port: int | None = None  # defaults to port (egressrouter.spec parses it)
 
 
 class RedirectConfig(ApiModel):
