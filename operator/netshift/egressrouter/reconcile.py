@@ -1,8 +1,8 @@
 """The one idempotent reconcile of an EgressRouter.
 
-parse (egressrouter.spec) → render → apply the children whose observed state does not already contain the rendered
-state (server-side apply, field manager `netshift`, force) → read the pod → compute the status →
-patch it only if it changed → post Events on transitions.
+parse the spec (egressrouter.spec) → render → apply the children whose observed state does not already
+contain the rendered state (server-side apply, field manager `netshift`, force) → read the pod →
+compute the status → patch it only if it changed → post Events on transitions.
 
 Observed state comes from a cache fed by watch events (kopf indexes, see the handlers), so an
 unchanged router costs no API request at all: no write, and no read either.
@@ -167,7 +167,7 @@ class Reconciler:
         meta = body.get("metadata") or {}
         generation = int(meta.get("generation") or 0)
 
-        problems: tuple[Problem, ...] = ()
+        problems: tuple[Problem, ...]
         router: EgressRouter | None = None
         try:
             router = EgressRouter.from_obj(dict(body))
