@@ -8,16 +8,13 @@ PY := $(VENV)/bin/python
 PYTEST := $(PY) -m pytest
 CLUSTER := hack/cluster
 
-# Debian packages the tools, the cluster and the tests need; installed by `make deps` when missing.
-APT_PACKAGES := openssl curl ca-certificates iproute2 nftables iperf3 debootstrap buildah shellcheck containerd runc containernetworking-plugins iptables conntrack busybox-static gcc libc6-dev haproxy wrk
-
 .PHONY: help
 help: ## list targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
 
 .PHONY: deps
 deps: ## install the Debian packages the tools and tests need (when missing)
-	@hack/deps.sh $(APT_PACKAGES)
+	@hack/deps.sh
 
 $(VENV)/.stamp: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -106,7 +103,7 @@ manifests: tools ## regenerate charts/netshift/crds and manifests/ from crds/ an
 
 .PHONY: chart-lint
 chart-lint: tools ## helm lint the chart; check that manifests/ and the chart's CRDs are up to date
-	"$$($(CLUSTER) bin | sed -n 3p)/helm" lint --strict charts/netshift
+	"$$($(CLUSTER) bin HELM_BIN)/helm" lint --strict charts/netshift
 	hack/render-manifests.sh --check
 
 .PHONY: lint lint-python

@@ -1,6 +1,17 @@
 #!/usr/bin/env bash
-# Install the named Debian packages when they are missing. Needs root (or sudo) only when something is missing.
+# Install Debian packages when they are missing. Needs root (or sudo) only when something is missing.
+#
+#   hack/deps.sh            everything the tools, the cluster and the tests need (`make deps`)
+#   hack/deps.sh node       what hack/cluster's node needs
+#   hack/deps.sh PKG...     the named packages
 set -euo pipefail
+# The one package list: the node's part, then the rest.
+NODE=(containerd runc containernetworking-plugins nftables iptables conntrack busybox-static gcc libc6-dev)
+ALL=("${NODE[@]}" openssl curl ca-certificates iproute2 iperf3 debootstrap buildah shellcheck haproxy wrk)
+case "${1:-}" in
+  "") set -- "${ALL[@]}" ;;
+  node) set -- "${NODE[@]}" ;;
+esac
 missing=()
 for p in "$@"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

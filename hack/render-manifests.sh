@@ -7,7 +7,7 @@
 #   hack/render-manifests.sh            write them
 #   hack/render-manifests.sh --check    change nothing; exit 1 and show a diff when they are stale
 #
-# helm: $HELM, else helm on PATH, else the one hack/cluster builds (third line of `hack/cluster bin`).
+# helm: $HELM, else helm on PATH, else the one hack/cluster builds (`hack/cluster bin HELM_BIN`).
 set -euo pipefail
 shopt -s inherit_errexit
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -26,7 +26,7 @@ helm_bin() {
   if [ -n "${HELM:-}" ]; then echo "$HELM"; return; fi
   if command -v helm >/dev/null; then command -v helm; return; fi
   local dir
-  dir=$("$ROOT/hack/cluster" bin | sed -n 3p)
+  dir=$("$ROOT/hack/cluster" bin HELM_BIN)
   [ -x "$dir/helm" ] || { echo "helm not found (set HELM or run hack/cluster bin)" >&2; exit 1; }
   echo "$dir/helm"
 }

@@ -44,11 +44,8 @@ kubectl_() { "$K8S_BIN/kubectl" --kubeconfig "$KUBECONFIG_PATH" "$@"; }
 
 uplink() { ip -4 route get 1.1.1.1 2>/dev/null | sed -n 's/.* dev \([^ ]*\).*/\1/p' | head -1; }
 
-# Debian packages the node needs (also in the Makefile's APT_PACKAGES); installed when missing.
-NODE_APT_PACKAGES=(containerd runc containernetworking-plugins nftables iptables conntrack busybox-static gcc libc6-dev)
-
 node_bins() {
-  "$HACK_DIR/deps.sh" "${NODE_APT_PACKAGES[@]}" || die "could not install ${NODE_APT_PACKAGES[*]}"
+  "$HACK_DIR/deps.sh" node || die "could not install the node's Debian packages (hack/deps.sh node)"
   command -v containerd >/dev/null && command -v runc >/dev/null && [ -x "$CNI_PLUGIN_DIR/bridge" ] \
     || die "the node needs containerd, runc and the CNI plugins in $CNI_PLUGIN_DIR"
   MULTUS_BIN=$(build_multus)
@@ -70,28 +67,6 @@ gen_node_pki() {
     sign kube-proxy "/CN=system:kube-proxy" client.ext
     sign multus "/CN=netshift:multus" client.ext
   )
-}
-
-node_kubeconfig() { # path cert-name
-  cat > "$1" <<EOT
-apiVersion: v1
-kind: Config
-clusters:
-- name: netshift
-  cluster:
-    server: https://127.0.0.1:$API_PORT
-    certificate-authority: $PKI/ca.crt
-users:
-- name: $2
-  user:
-    client-certificate: $PKI/$2.crt
-    client-key: $PKI/$2.key
-contexts:
-- name: netshift
-  context: {cluster: netshift, user: $2}
-current-context: netshift
-EOT
-  chmod 600 "$1"
 }
 
 # ------------------------------------------------------------------------------------------ configs
@@ -158,9 +133,9 @@ node_pod_cidr() {
 write_node_configs() {
   local node_ip=$1
   mkdir -p "$CTRD" "$KUBELET_DIR" "$POD_LOGS" "$CNI/bin" "$CNI/net.d" "$CNI/multus" "$CNI/networks" "$NODE_CONF"
-  node_kubeconfig "$NODE_CONF/kubelet.kubeconfig" kubelet
-  node_kubeconfig "$NODE_CONF/kube-proxy.kubeconfig" kube-proxy
-  node_kubeconfig "$CNI/multus.kubeconfig" multus
+  write_kubeconfig "$NODE_CONF/kubelet.kubeconfig" kubelet
+  write_kubeconfig "$NODE_CONF/kube-proxy.kubeconfig" kube-proxy
+  write_kubeconfig "$CNI/multus.kubeconfig" multus
 
   # CNI: Debian's plugins and our multus in one directory; Multus is the only network containerd sees
   # and delegates every pod's eth0 to the bridge network, extra interfaces to NetworkAttachmentDefinitions.

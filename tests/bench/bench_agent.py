@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 
-from tests.dataplane.topology import DEST_V4, EGRESS_V4, PYTHON, ROUTER_V4, Topology
+from tests.support.topology import DEST_V4, EGRESS_V4, PYTHON, ROUTER_V4, Topology
 
 GOAL = 0.9
 
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         topo.serve(topo.dest, "bench", f"tcp:{DEST_V4}:8080")
         cfg = f"{tmp}/egressrouter.json"
         with open(cfg, "w") as f:
-            json.dump({"spec": {"addresses": [{"ip": f"{EGRESS_V4}/24", "gateway": "192.0.2.1"}],
+            json.dump({"spec": {"addresses": [{"ip": f"{EGRESS_V4}/24", "gateway": "10.250.2.1"}],
                                 "redirect": {"redirectRules": [
                                     {"destinationIP": DEST_V4, "port": 5201, "protocol": "TCP"},
                                     {"destinationIP": DEST_V4, "port": 80, "protocol": "TCP", "targetPort": 8080},

@@ -25,12 +25,16 @@ import contextlib
 import os
 import pathlib
 import re
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.support.cluster import tool
+from tests.support.metrics import scrape
+from tests.support.net import free_port
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 NAD_CRD = ROOT / "tests/integration/manifests/nad-crd.yaml"
@@ -46,12 +50,6 @@ def kubeconfig() -> str:
             return os.environ[var]
     return subprocess.run([str(ROOT / "hack/cluster"), "kubeconfig"], text=True, capture_output=True,
                           check=True).stdout.strip()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def apiserver_counts(api) -> collections.Counter:
@@ -73,14 +71,11 @@ def apiserver_counts(api) -> collections.Counter:
 
 
 def operator_counts(url: str) -> collections.Counter:
-    with urllib.request.urlopen(url, timeout=10) as resp:
-        text = resp.read().decode()
     out: collections.Counter = collections.Counter()
-    for line in text.splitlines():
-        m = re.match(r'^netshift_api_requests_total\{(.*)\} (\S+)$', line)
-        if m and 'controller="EgressRouter"' in m.group(1):
-            labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(1)))
-            out[(labels["verb"], labels["resource"])] += float(m.group(2))
+    for family in text_string_to_metric_families(scrape(url)):
+        for s in family.samples:
+            if s.name == "netshift_api_requests_total" and s.labels.get("controller") == "EgressRouter":
+                out[(s.labels["verb"], s.labels["resource"])] += s.value
     return out
 
 
@@ -146,9 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     api = client.ApiClient(cfg)
     custom, apps, core = client.CustomObjectsApi(api), client.AppsV1Api(api), client.CoreV1Api(api)
     kubectl_env = {**os.environ, "KUBECONFIG": kc}
-    kubectl = os.environ.get("KUBECTL") or str(pathlib.Path(subprocess.run(
-        [str(ROOT / "hack/cluster"), "bin"], text=True, capture_output=True).stdout.splitlines()[0]) / "kubectl") \
-        if not os.environ.get("KUBECTL") and (ROOT / "hack/cluster").exists() else "kubectl"
+    kubectl = os.environ.get("KUBECTL") or tool("kubectl", "K8S_BIN")
     subprocess.run([kubectl, "apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"),
                     "-f", str(NAD_CRD)], env=kubectl_env, check=True, capture_output=True)
 

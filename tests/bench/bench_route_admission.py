@@ -17,41 +17,21 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import json
-import os
 import pathlib
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 import uuid
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from tests.conftest import Cluster, start_operator, stop_operator  # noqa: E402 -- after the sys.path set-up above
+from tests.support.cluster import Cluster, existing_cluster, start_operator, stop_operator  # noqa: E402 -- after the sys.path set-up above
+from tests.support.metrics import metric_sum, scrape  # noqa: E402 -- after the sys.path set-up above
 
 GROUP, VERSION, PLURAL = "route.openshift.io", "v1", "routes"
 DOMAIN = "bench.netshift.test"
-
-
-def find_cluster() -> Cluster:
-    kubeconfig = os.environ.get("NETSHIFT_TEST_KUBECONFIG")
-    if not kubeconfig:
-        kubeconfig = subprocess.run([str(ROOT / "hack/cluster"), "kubeconfig"], text=True,
-                                    capture_output=True, check=True).stdout.strip()
-    kubectl = os.environ.get("KUBECTL") or str(
-        next(pathlib.Path.home().glob(".cache/netshift/kubernetes-*/bin/kubectl"), "kubectl"))
-    return Cluster(kubeconfig=kubeconfig, kubectl_path=kubectl, local=True)
-
-
-def metric_sum(text: str, name: str, must: str = "") -> float:
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith(name) and (line[len(name)] in "{ ") and must in line:
-            total += float(line.rsplit(" ", 1)[1])
-    return total
 
 
 class Operator:
@@ -69,12 +49,11 @@ class Operator:
             stop_operator(self.op)
 
     def metrics(self) -> dict[str, float]:
-        with urllib.request.urlopen(self.op.metrics_url, timeout=10) as resp:
-            text = resp.read().decode()
+        text = scrape(self.op.metrics_url)
         return {
-            "status_writes": metric_sum(text, "netshift_api_requests_total",
-                                        'resource="routes/status",verb="patch"'),
-            "host_writes": metric_sum(text, "netshift_api_requests_total", 'resource="routes",verb="patch"'),
+            "status_writes": metric_sum(text, "netshift_api_requests_total", resource="routes/status",
+                                        verb="patch"),
+            "host_writes": metric_sum(text, "netshift_api_requests_total", resource="routes", verb="patch"),
             "evaluated": metric_sum(text, "netshift_route_evaluations_total"),
         }
 
@@ -189,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from kubernetes import client, config
 
-    cluster = find_cluster()
+    cluster = existing_cluster()
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
     cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(ROOT / "crds"))
     cfg = client.Configuration()

@@ -26,8 +26,9 @@ import tempfile
 import time
 
 from netshift.router.endpoints import Endpoint
-from tests.dataplane.router_harness import HAPROXY, Router, free_port, get
-from tests.unit.router_helpers import route_obj
+from tests.support.net import free_port
+from tests.support.router_harness import HAPROXY, Router, get
+from tests.support.routes import served_route_obj
 
 HOST = "bench.example.com"
 ORIGIN_ADDRESS = "127.0.0.2"
@@ -82,8 +83,8 @@ def main() -> int:
                               stderr=subprocess.DEVNULL)
     router = Router(tmp, threads=1)
     try:
-        router.apply([route_obj("plain", HOST),
-                      route_obj("edge", f"edge.{HOST}", tls={"termination": "edge"})],
+        router.apply([served_route_obj("plain", HOST),
+                      served_route_obj("edge", f"edge.{HOST}", tls={"termination": "edge"})],
                      {("ns", "svc"): [Endpoint(ORIGIN_ADDRESS, origin_port, "http", "origin")]})
         deadline = time.monotonic() + 10
         while get(router.http_port, HOST).status != 200:

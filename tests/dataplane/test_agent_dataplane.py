@@ -7,12 +7,11 @@ import re
 import subprocess
 import time
 
-from prometheus_client.parser import text_string_to_metric_families
-
 from netshift.agent import ruleset
 from netshift.egressrouter import spec as router_spec
-from tests.dataplane.conftest import HEALTH_PORT, AgentRunner, spec
-from tests.dataplane.topology import (
+from tests.dataplane.agent_runner import HEALTH_PORT, AgentRunner, spec
+from tests.support.metrics import metric_value
+from tests.support.topology import (
     DEST2_V4,
     DEST_V4,
     DEST_V6,
@@ -28,6 +27,7 @@ from tests.dataplane.topology import (
     Topology,
     read_line,
 )
+from tests.support.wait import wait_for
 
 
 def tcp(topo: Topology, host: str, port: int, msg: str = "hello") -> dict:
@@ -46,15 +46,6 @@ def ruleset_json(topo: Topology) -> list:
     return json.loads(topo.exec(topo.router, "nft", "-j", "list", "ruleset").stdout)["nftables"]
 
 
-def wait_for(predicate, timeout: float = 10, interval: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(interval)
-
-
 def test_tcp_and_udp_redirect_with_and_without_target_port(agent: AgentRunner) -> None:
     topo = agent.topo
     agent.once(spec((DEST_V4, 80, "TCP", 8080), (DEST_V4, 81, "TCP"),
@@ -66,7 +57,7 @@ def test_tcp_and_udp_redirect_with_and_without_target_port(agent: AgentRunner) -
     assert udp(topo, ROUTER_V4, 5353) == {"reply": f"dest-a {EGRESS_V4} hello"}
 
     # Address with the spec's prefix; host route via the gateway on net1; eth0's default untouched.
-    assert "inet 192.0.2.10/24" in topo.ip(topo.router, "addr", "show", "dev", "net1")
+    assert "inet 10.250.2.10/24" in topo.ip(topo.router, "addr", "show", "dev", "net1")
     v4 = routes(topo, topo.router)
     assert "default via 203.0.113.2 dev eth0" in v4
     assert re.search(rf"^{DEST_V4} via {GATEWAY_V4} dev net1 proto 158", v4, re.M), v4
@@ -84,7 +75,7 @@ def test_unmatched_ports_are_rejected_without_fallback(agent: AgentRunner) -> No
     # The agent's own port stays reachable from the pod network (kubelet probes).
     ready = topo.tool(topo.client, "http", f"http://{ROUTER_V4}:{HEALTH_PORT}/readyz")
     assert ready["status"] == 200
-    assert sample(agent.metrics(), "netshift_agent_rejected_packets_total", family="ipv4") >= 2
+    assert metric_value(agent.metrics(), "netshift_agent_rejected_packets_total", family="ipv4") >= 2
 
 
 def test_fallback_takes_other_ports_and_fallback_only_takes_all(agent: AgentRunner) -> None:
@@ -97,7 +88,7 @@ def test_fallback_takes_other_ports_and_fallback_only_takes_all(agent: AgentRunn
     assert topo.tool(topo.client, "http", f"http://{ROUTER_V4}:{HEALTH_PORT}/readyz")["status"] == 200
 
     agent.write(spec(fallback=FALLBACK_V4))
-    assert wait_for(lambda: tcp(topo, ROUTER_V4, 80).get("error")), "rule 80 should be gone"
+    wait_for("rule 80 to be gone", lambda: tcp(topo, ROUTER_V4, 80).get("error"), timeout=10)
     assert tcp(topo, ROUTER_V4, 7001) == {"reply": f"fallback {EGRESS_V4} hello"}
 
 
@@ -157,13 +148,14 @@ def test_hot_reload_keeps_established_connection_on_unchanged_rule(agent: AgentR
     handle_before = _table_handle(topo)
 
     agent.write(spec((DEST_V4, 80, "TCP", 8080), (DEST_V4, 81, "TCP"), fallback=FALLBACK_V4))
-    assert wait_for(lambda: tcp(topo, ROUTER_V4, 81).get("reply")), agent.logs()
+    wait_for("port 81 to answer", lambda: tcp(topo, ROUTER_V4, 81).get("reply"), timeout=10, explain=agent.logs)
     assert _table_handle(topo) != handle_before, "the table should have been replaced"
     assert ask("two") == {"reply": f"dest-a {EGRESS_V4} two"}
 
     # A config that cannot be applied keeps the last good rules (and says so).
     agent.write(spec((DEST_V4, 80, "TCP", 8080), ("not-an-ip", 82, "TCP")))
-    assert wait_for(lambda: sample(agent.metrics(), "netshift_agent_config_valid") == 0), agent.logs()
+    wait_for("netshift_agent_config_valid 0", lambda: metric_value(agent.metrics(), "netshift_agent_config_valid") == 0,
+             timeout=10, explain=agent.logs)
     assert "redirectRules[1].destinationIP" in agent.logs()
     assert ask("three") == {"reply": f"dest-a {EGRESS_V4} three"}
     assert tcp(topo, ROUTER_V4, 81) == {"reply": f"dest-a {EGRESS_V4} hello"}
@@ -206,16 +198,8 @@ def test_drift_is_repaired(agent: AgentRunner) -> None:
     topo.exec(topo.router, "nft", "delete", "table", "ip", "netshift_egress")
     topo.ip(topo.router, "route", "del", DEST_V4)
     assert tcp(topo, ROUTER_V4, 80).get("error")
-    assert wait_for(lambda: tcp(topo, ROUTER_V4, 80).get("reply"), timeout=10), agent.logs()
-    assert sample(agent.metrics(), "netshift_agent_syncs_total", result="changed") >= 2
-
-
-def sample(metrics: str, name: str, **labels: str) -> float | None:
-    for family in text_string_to_metric_families(metrics):
-        for s in family.samples:
-            if s.name == name and s.labels == labels:
-                return s.value
-    return None
+    wait_for("port 80 to answer", lambda: tcp(topo, ROUTER_V4, 80).get("reply"), timeout=10, explain=agent.logs)
+    assert metric_value(agent.metrics(), "netshift_agent_syncs_total", result="changed") >= 2
 
 
 def test_metrics_count_packets_and_bytes_per_rule(agent: AgentRunner) -> None:
@@ -227,19 +211,19 @@ def test_metrics_count_packets_and_bytes_per_rule(agent: AgentRunner) -> None:
     metrics = agent.metrics()
     rule = {"family": "ipv4", "protocol": "tcp", "port": "80", "destination": DEST_V4, "target_port": "8080"}
     fb = {"family": "ipv4", "protocol": "any", "port": "any", "destination": FALLBACK_V4, "target_port": "any"}
-    assert sample(metrics, "netshift_agent_redirect_connections_total", **rule) == 3
+    assert metric_value(metrics, "netshift_agent_redirect_connections_total", **rule) == 3
     # handshake, request, reply and teardown, both directions: at least 8 packets per connection
-    assert sample(metrics, "netshift_agent_redirect_packets_total", **rule) >= 3 * 8
-    assert sample(metrics, "netshift_agent_redirect_bytes_total", **rule) > 3 * 8 * 52
-    assert sample(metrics, "netshift_agent_redirect_connections_total", **fb) == 1
-    assert sample(metrics, "netshift_agent_redirect_bytes_total", **fb) > 0
-    assert sample(metrics, "netshift_agent_ready") == 1
+    assert metric_value(metrics, "netshift_agent_redirect_packets_total", **rule) >= 3 * 8
+    assert metric_value(metrics, "netshift_agent_redirect_bytes_total", **rule) > 3 * 8 * 52
+    assert metric_value(metrics, "netshift_agent_redirect_connections_total", **fb) == 1
+    assert metric_value(metrics, "netshift_agent_redirect_bytes_total", **fb) > 0
+    assert metric_value(metrics, "netshift_agent_ready") == 1
 
     # A reload replaces the table; exported counters carry on instead of dropping to zero.
     agent.write(spec((DEST_V4, 80, "TCP", 8080), (DEST_V4, 81, "TCP"), fallback=FALLBACK_V4))
-    assert wait_for(lambda: tcp(topo, ROUTER_V4, 81).get("reply"))
+    wait_for("port 81 to answer", lambda: tcp(topo, ROUTER_V4, 81).get("reply"), timeout=10)
     tcp(topo, ROUTER_V4, 80)
-    assert sample(agent.metrics(), "netshift_agent_redirect_connections_total", **rule) == 4
+    assert metric_value(agent.metrics(), "netshift_agent_redirect_connections_total", **rule) == 4
 
 
 def test_sctp_rules_are_accepted_by_the_kernel(agent: AgentRunner) -> None:

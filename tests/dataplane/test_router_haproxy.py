@@ -19,9 +19,9 @@ import pytest
 from cryptography.x509.oid import NameOID
 
 from netshift.router import annotations as ann
-from netshift.router import certs
-from tests.dataplane.router_harness import HAPROXY, Backend, Router, connect, get, request
-from tests.unit.router_helpers import route_obj
+from tests.support import certs
+from tests.support.router_harness import HAPROXY, Backend, Router, connect, get, request
+from tests.support.routes import served_route_obj
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -81,9 +81,9 @@ def cn(cert) -> str:
 
 def test_http_host_and_path_precedence(router: Router, backends) -> None:
     root, api, v1 = backends.make("root"), backends.make("api", "127.0.0.2"), backends.make("v1", "127.0.0.3")
-    router.apply([route_obj("root", "app.example.com", service="root", path="/"),
-                  route_obj("api", "app.example.com", service="api", path="/api"),
-                  route_obj("v1", "app.example.com", service="v1", path="/api/v1")],
+    router.apply([served_route_obj("root", "app.example.com", service="root", path="/"),
+                  served_route_obj("api", "app.example.com", service="api", path="/api"),
+                  served_route_obj("v1", "app.example.com", service="v1", path="/api/v1")],
                  eps(("root", root), ("api", api), ("v1", v1)))
     p = router.http_port
     assert get(p, "app.example.com", "/").backend == "root"
@@ -101,12 +101,12 @@ def test_http_host_and_path_precedence(router: Router, backends) -> None:
 
 def test_503_cases(router: Router, backends) -> None:
     a, b = backends.make("a"), backends.make("b", "127.0.0.2")
-    router.apply([route_obj("ok", "ok.example.com", service="a"),
-                  route_obj("noeps", "noeps.example.com", service="nothing"),
-                  route_obj("zero", "zero.example.com", service="a", weight=0, alternates=[("b", 0)]),
-                  route_obj("path", "path.example.com", service="a", path="/only"),
-                  route_obj("rejected", "rejected.example.com", service="a", admitted=False),
-                  route_obj("elsewhere", "other.example.com", service="a", router="another")],
+    router.apply([served_route_obj("ok", "ok.example.com", service="a"),
+                  served_route_obj("noeps", "noeps.example.com", service="nothing"),
+                  served_route_obj("zero", "zero.example.com", service="a", weight=0, alternates=[("b", 0)]),
+                  served_route_obj("path", "path.example.com", service="a", path="/only"),
+                  served_route_obj("rejected", "rejected.example.com", service="a", admitted=False),
+                  served_route_obj("elsewhere", "other.example.com", service="a", router="another")],
                  eps(("a", a), ("b", b)))
     p = router.http_port
     assert get(p, "ok.example.com").status == 200
@@ -120,8 +120,8 @@ def test_503_cases(router: Router, backends) -> None:
 def test_target_port_by_name_and_number(router: Router, backends) -> None:
     web, metrics = backends.make("web"), backends.make("metrics")
     endpoints = {("ns", "svc"): [web.endpoint("http"), metrics.endpoint("metrics")]}
-    router.apply([route_obj("byname", "name.example.com", target_port="metrics"),
-                  route_obj("bynumber", "number.example.com", target_port=web.port)], endpoints)
+    router.apply([served_route_obj("byname", "name.example.com", target_port="metrics"),
+                  served_route_obj("bynumber", "number.example.com", target_port=web.port)], endpoints)
     assert {get(router.http_port, "name.example.com").backend for _ in range(6)} == {"metrics"}
     assert {get(router.http_port, "number.example.com").backend for _ in range(6)} == {"web"}
 
@@ -131,10 +131,10 @@ def test_target_port_by_name_and_number(router: Router, backends) -> None:
 def test_edge_with_route_certificate_and_default_certificate(router: Router, backends) -> None:
     b = backends.make("b")
     leaf = certs.issue(CA, ["secure.example.com"])
-    router.apply([route_obj("s", "secure.example.com", tls={
+    router.apply([served_route_obj("s", "secure.example.com", tls={
         "termination": "edge", "certificate": leaf.cert, "key": leaf.key, "caCertificate": CA.cert},
         annotations={ann.HSTS_HEADER: "max-age=31536000;includeSubDomains;preload"}),
-        route_obj("d", "plain-cert.example.com", tls={"termination": "edge"})], eps(("svc", b)))
+        served_route_obj("d", "plain-cert.example.com", tls={"termination": "edge"})], eps(("svc", b)))
     r = get(router.https_port, "secure.example.com", "/x", tls=True, ca=CA.cert)  # verifies the chain + name
     assert r.status == 200 and r.backend == "b" and r.json["tls"] is False  # edge: plain HTTP behind
     assert r.json["headers"]["x-forwarded-proto"] == "https"
@@ -152,7 +152,7 @@ def test_edge_with_route_certificate_and_default_certificate(router: Router, bac
 
 def test_insecure_edge_termination_policies(router: Router, backends) -> None:
     b = backends.make("b")
-    routes = [route_obj(name, f"{name}.example.com", tls={"termination": "edge", **(
+    routes = [served_route_obj(name, f"{name}.example.com", tls={"termination": "edge", **(
         {"insecureEdgeTerminationPolicy": policy} if policy else {})})
         for name, policy in (("none", "None"), ("unset", None), ("allow", "Allow"), ("redirect", "Redirect"))]
     router.apply(routes, eps(("svc", b)))
@@ -173,7 +173,7 @@ def test_insecure_edge_termination_policies(router: Router, backends) -> None:
 def test_passthrough_reaches_the_backend_tls(router: Router, backends) -> None:
     backend_cert = certs.issue(BACKEND_CA, ["pass.example.com"])
     b = backends.make("tlsbackend", "127.0.0.2", tls=backend_cert)
-    router.apply([route_obj("p", "pass.example.com", tls={"termination": "passthrough",
+    router.apply([served_route_obj("p", "pass.example.com", tls={"termination": "passthrough",
                                                           "insecureEdgeTerminationPolicy": "Redirect"})],
                  eps(("svc", b)))
     r = get(router.https_port, "pass.example.com", "/x", tls=True, ca=BACKEND_CA.cert)
@@ -190,9 +190,9 @@ def test_reencrypt_verifies_the_backend_certificate(router: Router, backends) ->
     b = backends.make("secure-backend", "127.0.0.2", tls=certs.issue(BACKEND_CA, ["svc.ns.svc"]))
     leaf = certs.issue(CA, ["re.example.com"])
     router.apply([
-        route_obj("good", "re.example.com", tls={"termination": "reencrypt", "certificate": leaf.cert,
+        served_route_obj("good", "re.example.com", tls={"termination": "reencrypt", "certificate": leaf.cert,
                                                  "key": leaf.key, "destinationCACertificate": BACKEND_CA.cert}),
-        route_obj("wrong", "wrong.example.com", tls={"termination": "reencrypt",
+        served_route_obj("wrong", "wrong.example.com", tls={"termination": "reencrypt",
                                                      "destinationCACertificate": CA.cert})],
         eps(("svc", b)))
     r = get(router.https_port, "re.example.com", "/r", tls=True, ca=CA.cert)
@@ -206,7 +206,7 @@ def test_weights_distribution(router: Router, backends) -> None:
     a1, a2 = backends.make("a1"), backends.make("a2", "127.0.0.2")
     b1, z1 = backends.make("b1", "127.0.0.3"), backends.make("z1", "127.0.0.4")
     # to: a (weight 3, two endpoints); alternates: b (weight 1, one endpoint), z (weight 0).
-    router.apply([route_obj("w", "w.example.com", service="a", weight=3, alternates=[("b", 1), ("z", 0)])],
+    router.apply([served_route_obj("w", "w.example.com", service="a", weight=3, alternates=[("b", 1), ("z", 0)])],
                  eps(("a", a1), ("a", a2), ("b", b1), ("z", z1)))
     n = 400
     seen = Counter(get(router.http_port, "w.example.com").backend for _ in range(n))  # new connections, no cookie
@@ -218,9 +218,9 @@ def test_weights_distribution(router: Router, backends) -> None:
 
 def test_sticky_cookie_and_disable_cookies(router: Router, backends) -> None:
     one, two = backends.make("one"), backends.make("two", "127.0.0.2")
-    router.apply([route_obj("sticky", "sticky.example.com"),
-                  route_obj("free", "free.example.com", annotations={ann.DISABLE_COOKIES: "true"}),
-                  route_obj("named", "named.example.com", annotations={ann.COOKIE_NAME: "my_session"})],
+    router.apply([served_route_obj("sticky", "sticky.example.com"),
+                  served_route_obj("free", "free.example.com", annotations={ann.DISABLE_COOKIES: "true"}),
+                  served_route_obj("named", "named.example.com", annotations={ann.COOKIE_NAME: "my_session"})],
                  eps(("svc", one), ("svc", two)))
     first = get(router.http_port, "sticky.example.com")
     cookie = first.headers["set-cookie"].split(";")[0]
@@ -238,8 +238,8 @@ def test_sticky_cookie_and_disable_cookies(router: Router, backends) -> None:
 
 def test_timeout_annotation(router: Router, backends) -> None:
     b = backends.make("slow")
-    router.apply([route_obj("fast", "fast.example.com", annotations={ann.TIMEOUT: "500ms"}),
-                  route_obj("patient", "patient.example.com", annotations={ann.TIMEOUT: "5s"})],
+    router.apply([served_route_obj("fast", "fast.example.com", annotations={ann.TIMEOUT: "500ms"}),
+                  served_route_obj("patient", "patient.example.com", annotations={ann.TIMEOUT: "5s"})],
                  eps(("svc", b)))
     t0 = time.monotonic()
     assert get(router.http_port, "fast.example.com", "/sleep/1.5").status == 504
@@ -249,9 +249,10 @@ def test_timeout_annotation(router: Router, backends) -> None:
 
 def test_ip_allowlist(router: Router, backends) -> None:
     b = backends.make("b")
-    router.apply([route_obj("allow", "allow.example.com", annotations={ann.IP_ALLOWLIST: "127.0.0.2 10.0.0.0/8"}),
-                  route_obj("legacy", "legacy.example.com", annotations={ann.IP_WHITELIST: "127.0.0.3/32"}),
-                  route_obj("pass", "pass.example.com", tls={"termination": "passthrough"},
+    router.apply([served_route_obj("allow", "allow.example.com",
+                                   annotations={ann.IP_ALLOWLIST: "127.0.0.2 10.0.0.0/8"}),
+                  served_route_obj("legacy", "legacy.example.com", annotations={ann.IP_WHITELIST: "127.0.0.3/32"}),
+                  served_route_obj("pass", "pass.example.com", tls={"termination": "passthrough"},
                             annotations={ann.IP_ALLOWLIST: "127.0.0.2"})],
                  eps(("svc", b)))
     assert get(router.http_port, "allow.example.com", source="127.0.0.2").status == 200
@@ -267,9 +268,9 @@ def test_ip_allowlist(router: Router, backends) -> None:
 
 def test_rewrite_target(router: Router, backends) -> None:
     b = backends.make("b")
-    router.apply([route_obj("root", "rw.example.com", path="/app", annotations={ann.REWRITE_TARGET: "/"}),
-                  route_obj("v2", "rw.example.com", path="/old", annotations={ann.REWRITE_TARGET: "/new"}),
-                  route_obj("q", "q.example.com", path="/x", annotations={ann.REWRITE_TARGET: "/it's"})],
+    router.apply([served_route_obj("root", "rw.example.com", path="/app", annotations={ann.REWRITE_TARGET: "/"}),
+                  served_route_obj("v2", "rw.example.com", path="/old", annotations={ann.REWRITE_TARGET: "/new"}),
+                  served_route_obj("q", "q.example.com", path="/x", annotations={ann.REWRITE_TARGET: "/it's"})],
                  eps(("svc", b)))
     p = router.http_port
     assert get(p, "rw.example.com", "/app").json["path"] == "/"
@@ -281,11 +282,11 @@ def test_rewrite_target(router: Router, backends) -> None:
 
 def test_rate_limit_connections(router: Router, backends) -> None:
     b = backends.make("b")
-    router.apply([route_obj("limited", "limited.example.com", annotations={
+    router.apply([served_route_obj("limited", "limited.example.com", annotations={
         ann.RATE_LIMIT: "true", ann.RATE_LIMIT_RATE_HTTP: "5"}),
-        route_obj("tcprate", "tcprate.example.com", annotations={
+        served_route_obj("tcprate", "tcprate.example.com", annotations={
             ann.RATE_LIMIT: "true", ann.RATE_LIMIT_RATE_TCP: "3"}),
-        route_obj("concurrent", "concurrent.example.com", annotations={
+        served_route_obj("concurrent", "concurrent.example.com", annotations={
             ann.RATE_LIMIT: "true", ann.RATE_LIMIT_CONCURRENT_TCP: "2"})],
         eps(("svc", b)))
 
@@ -317,7 +318,7 @@ def test_rate_limit_connections(router: Router, backends) -> None:
 
 def test_metrics_and_health(router: Router, backends) -> None:
     b = backends.make("b")
-    router.apply([route_obj("m", "m.example.com")], eps(("svc", b)))
+    router.apply([served_route_obj("m", "m.example.com")], eps(("svc", b)))
     get(router.http_port, "m.example.com")
     with urllib.request.urlopen(f"http://127.0.0.1:{router.stats_port}/healthz", timeout=5) as r:
         assert r.status == 200
@@ -331,7 +332,7 @@ def test_metrics_and_health(router: Router, backends) -> None:
 
 def test_reload_only_when_changed_and_under_load_without_failures(router: Router, backends) -> None:
     one, two = backends.make("one"), backends.make("two", "127.0.0.2")
-    routes = [route_obj("load", "load.example.com")]
+    routes = [served_route_obj("load", "load.example.com")]
     endpoints = eps(("svc", one), ("svc", two))
     assert router.apply(routes, endpoints) is True
     assert router.apply(routes, endpoints) is False  # same input: no reload
@@ -393,7 +394,7 @@ def test_reload_only_when_changed_and_under_load_without_failures(router: Router
         time.sleep(0.5)
         for i in range(6):
             # A real change each time: another route (and the endpoint set flips).
-            routes.append(route_obj(f"extra{i}", f"extra{i}.example.com"))
+            routes.append(served_route_obj(f"extra{i}", f"extra{i}.example.com"))
             assert router.apply(routes, endpoints if i % 2 else eps(("svc", one), ("svc", two), ("other", one)))
             time.sleep(0.4)
     finally:
@@ -409,7 +410,7 @@ def test_reload_only_when_changed_and_under_load_without_failures(router: Router
 
 def test_http_header_actions(router: Router, backends) -> None:
     b = backends.make("b")
-    obj = route_obj("h", "headers.example.com", service="b")
+    obj = served_route_obj("h", "headers.example.com", service="b")
 
     def item(name: str, value: str | None = None) -> dict:
         if value is None:

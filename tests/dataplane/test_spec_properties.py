@@ -35,8 +35,8 @@ from netshift.egressrouter.render import (
 )
 from netshift.egressrouter.spec import RouterConfig, parse
 from netshift.models.egressrouter import EgressRouter
-from tests.dataplane.spec_strategies import specs
-from tests.dataplane.topology import CNI_PATH
+from tests.support.spec_strategies import specs
+from tests.support.topology import CNI_PATH
 
 pytestmark = pytest.mark.dataplane
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import os
 import pathlib
-import shutil
 import subprocess
 import time
 import uuid
@@ -32,18 +31,13 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT, Cluster, wait_for  # noqa: F401  (wait_for is re-exported to the e2e tests)
 from tests.e2e.extnet import ExternalNetwork, NodeExec
+from tests.e2e.shared import ER, MEASUREMENTS, NAD
+from tests.support.cluster import ROOT, Cluster, tool
 
 HERE = pathlib.Path(__file__).resolve().parent
-ER = "egressrouters.network.operator.openshift.io"
-NAD = "network-attachment-definitions.k8s.cni.cncf.io"
 KEEP = os.environ.get("NETSHIFT_E2E_KEEP") == "1"
 SESSION = uuid.uuid4().hex[:6]
-
-# name -> list of seconds, filled by the measurement tests, printed at the end of the session.
-MEASUREMENTS: dict[str, list[float]] = {}
-
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     if not MEASUREMENTS:
@@ -73,13 +67,7 @@ def e2e_cluster(cluster: Cluster) -> Cluster:
 
 @pytest.fixture(scope="session")
 def helm(cluster: Cluster) -> str:
-    if cluster.local:
-        bins = subprocess.run([str(ROOT / "hack/cluster"), "bin"], text=True, capture_output=True, check=True)
-        return str(pathlib.Path(bins.stdout.splitlines()[2]) / "helm")
-    found = shutil.which("helm")
-    if not found:
-        pytest.fail("helm is not on PATH", pytrace=False)
-    return found
+    return tool("helm", "HELM_BIN")
 
 
 @pytest.fixture(scope="session")
@@ -268,14 +256,6 @@ class Probe:
 @pytest.fixture(scope="session")
 def probe(e2e_cluster: Cluster, e2e_namespace: str, client_pod: str) -> Probe:
     return Probe(e2e_cluster, e2e_namespace, client_pod)
-
-
-def parse_report(line: str) -> dict[str, str]:
-    """`web proto=tcp dst=203.0.113.26:80 src=198.51.100.10:41234` -> {label, proto, dst, src, src_ip}."""
-    label, *fields = line.split()
-    out = {"label": label, **dict(f.split("=", 1) for f in fields)}
-    out["src_ip"] = out["src"].rsplit(":", 1)[0]
-    return out
 
 
 @pytest.fixture(scope="session")

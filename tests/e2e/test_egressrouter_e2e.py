@@ -20,8 +20,9 @@ import time
 
 import pytest
 
-from tests.e2e.conftest import ER, MEASUREMENTS, NAD, parse_report, wait_for
 from tests.e2e.extnet import SERVERS
+from tests.e2e.shared import ER, MEASUREMENTS, NAD, parse_report
+from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.timeout(900)
 

@@ -12,7 +12,7 @@ import textwrap
 
 import pytest
 
-from tests.e2e.conftest import wait_for
+from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.timeout(600)
 

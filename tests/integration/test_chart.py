@@ -1,6 +1,6 @@
 """The Helm chart, the kubectl manifests and the Dockerfile contract.
 
-helm comes from the same place as kubectl in conftest: `hack/cluster bin` (third line), or PATH when
+helm comes from the same place as kubectl (tests/support/cluster.py): `hack/cluster bin HELM_BIN`, or PATH when
 NETSHIFT_TEST_KUBECONFIG names another cluster. Rendered objects are validated by the real API server
 (`kubectl apply --dry-run=server`).
 """
@@ -10,15 +10,14 @@ import functools
 import os
 import pathlib
 import re
-import shutil
 import subprocess
 
 import pytest
 import yaml
 
 from netshift import __version__
+from tests.support.cluster import ROOT, tool
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "netshift"
 MANIFESTS = ROOT / "manifests"
 NON_DEFAULT = {
@@ -35,14 +34,7 @@ NON_DEFAULT = {
 
 @functools.cache
 def helm_path() -> str:
-    if os.environ.get("NETSHIFT_TEST_KUBECONFIG"):
-        found = shutil.which("helm")
-        if not found:
-            pytest.fail("NETSHIFT_TEST_KUBECONFIG is set but helm is not on PATH", pytrace=False)
-        return found
-    bins = subprocess.run([str(ROOT / "hack" / "cluster"), "bin"], text=True, capture_output=True,
-                          check=True, timeout=3600).stdout.splitlines()
-    return f"{bins[2]}/helm"
+    return tool("helm", "HELM_BIN")
 
 
 def helm(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:

@@ -9,13 +9,14 @@ import json
 import pathlib
 import re
 import time
-import urllib.request
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from tests.conftest import start_operator, stop_operator, wait_for
+from tests.support.cluster import start_operator, stop_operator
+from tests.support.egressrouters import router_obj
+from tests.support.metrics import metric_sum, scrape
+from tests.support.wait import wait_for
 
 MANIFESTS = pathlib.Path(__file__).parent / "manifests"
 NAD_CRD = MANIFESTS / "nad-crd.yaml"
@@ -24,18 +25,8 @@ HASH = "netshift.io/config-hash"
 KINDS = {"NetworkAttachmentDefinition": "network-attachment-definitions.k8s.cni.cncf.io",
          "ConfigMap": "configmaps", "Deployment": "deployments.apps", "Service": "services"}
 
-SPEC: dict[str, Any] = {
-    "mode": "Redirect",
-    "networkInterface": {"macvlan": {"mode": "Bridge", "master": "nsext0"}},
-    "addresses": [{"ip": "192.168.12.99/24", "gateway": "192.168.12.1"}],
-    "redirect": {
-        "redirectRules": [
-            {"destinationIP": "10.0.0.99", "port": 80, "protocol": "TCP"},
-            {"destinationIP": "203.0.113.25", "port": 8080, "protocol": "TCP", "targetPort": 80},
-        ],
-        "fallbackIP": "192.168.12.50",
-    },
-}
+# The unit tests' EgressRouter, on the macvlan master the integration tier creates.
+SPEC: dict[str, Any] = router_obj(networkInterface={"macvlan": {"mode": "Bridge", "master": "nsext0"}})["spec"]
 
 
 def get(cluster, kind: str, ns: str, name: str) -> dict | None:
@@ -63,20 +54,9 @@ def no_nodes(cluster) -> bool:
     return not json.loads(cluster.kubectl("get", "nodes", "-o", "json").stdout)["items"]
 
 
-def metric_sum(url: str, name: str, match: Callable[[str], bool] = lambda labels: True) -> float:
-    with urllib.request.urlopen(url, timeout=5) as resp:
-        text = resp.read().decode()
-    total = 0.0
-    for line in text.splitlines():
-        m = re.match(rf"^{name}\{{(.*)\}} (\S+)$", line)
-        if m and match(m.group(1)):
-            total += float(m.group(2))
-    return total
-
-
 def operator_writes(op) -> float:
-    return metric_sum(op.metrics_url, "netshift_api_requests_total",
-                      lambda labels: 'controller="EgressRouter"' in labels and 'verb="GET"' not in labels)
+    return metric_sum(scrape(op.metrics_url), "netshift_api_requests_total",
+                      lambda labels: labels.get("verb") != "GET", controller="EgressRouter")
 
 
 @pytest.fixture(scope="module")
@@ -244,19 +224,18 @@ def test_idle_operator_makes_zero_writes(cluster, namespace, er_operator):
                  .get("reason") == "PodCreateFailed")
     time.sleep(5)  # let replica set events settle
     before = operator_writes(er_operator)
-    reconciles = metric_sum(er_operator.metrics_url, "netshift_reconcile_total")
+    reconciles = metric_sum(scrape(er_operator.metrics_url), "netshift_reconcile_total")
     time.sleep(10)  # three resyncs (NETSHIFT_RESYNC_SECONDS=3)
-    assert metric_sum(er_operator.metrics_url, "netshift_reconcile_total") > reconciles  # it did run
+    assert metric_sum(scrape(er_operator.metrics_url), "netshift_reconcile_total") > reconciles  # it did run
     assert operator_writes(er_operator) == before
 
 
 def test_metrics_by_condition(cluster, namespace, er_operator):
     apply_router(cluster, namespace, "egress", SPEC)
     wait_for("conditions", lambda: "Degraded" in conditions(cluster, namespace, "egress"))
-    assert metric_sum(er_operator.metrics_url, "netshift_objects_by_condition",
-                      lambda labels: 'kind="EgressRouter"' in labels and 'type="Degraded"' in labels) >= 1
-    assert metric_sum(er_operator.metrics_url, "netshift_reconcile_total",
-                      lambda labels: 'kind="EgressRouter"' in labels) >= 1
+    text = scrape(er_operator.metrics_url)
+    assert metric_sum(text, "netshift_objects_by_condition", kind="EgressRouter", type="Degraded") >= 1
+    assert metric_sum(text, "netshift_reconcile_total", kind="EgressRouter") >= 1
 
 
 def test_nad_crd_absent_then_present(cluster, namespace, tmp_path, nad_crd, request):

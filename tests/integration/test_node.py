@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import wait_for
+from tests.support.wait import wait_for
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 NODE_NAME = os.environ.get("NETSHIFT_NODE_NAME", "netshift-node")

@@ -4,7 +4,7 @@ import signal
 import time
 import urllib.request
 
-from tests.conftest import start_operator, stop_operator
+from tests.support.cluster import start_operator, stop_operator
 
 
 def _get(url: str) -> tuple[int, str]:

@@ -13,18 +13,16 @@ import uuid
 
 import pytest
 
-from tests.conftest import start_operator, stop_operator, wait_for
+from tests.support.cluster import scratch_namespace, start_operator, stop_operator
+from tests.support.wait import wait_for
 
 DOMAIN = "apps.it.netshift.test"
 
 
 @pytest.fixture
 def namespace2(cluster, namespace):
-    name = f"{namespace[:50]}-b"
-    cluster.kubectl("create", "namespace", name)
-    cluster.kubectl("label", "namespace", name, "netshift.io/test=true")
-    yield name
-    cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+    with scratch_namespace(cluster, f"{namespace[:50]}-b") as name:
+        yield name
 
 
 @pytest.fixture

@@ -16,12 +16,14 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 
 import pytest
 
-from tests.dataplane.router_harness import HAPROXY, Backend, free_port, get
-from tests.unit.router_helpers import route_obj, slice_obj
+from tests.support.metrics import metric_sum, scrape
+from tests.support.net import free_port
+from tests.support.router_harness import HAPROXY, Backend, get
+from tests.support.routes import served_route_obj, slice_obj
+from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -52,39 +54,17 @@ def set_status(cluster, namespace: str, name: str, status: dict) -> None:
                     "-p", json.dumps({"status": status}))
 
 
-def wait_for(predicate, timeout: float = 30, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = predicate()
-            if last:
-                return last
-        except Exception as exc:
-            last = exc
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
-
-
-def metric(port: int, name: str) -> float:
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith(name):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
-
-
 def test_router_process_serves_admitted_routes_and_follows_endpoints(cluster, namespace: str, address: str,
                                                                     tmp_path: pathlib.Path) -> None:
     router_name = f"it-{namespace}"[:63]
     one, two = Backend("one", address), Backend("two", address)
     run_dir = tempfile.mkdtemp(prefix="nsr-", dir="/tmp")
     http_port, https_port, stats_port, metrics_port = free_port(), free_port(), free_port(), free_port()
+    metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
     log_path = tmp_path / "router.log"
     proc = None
     try:
-        route = route_obj("web", f"web-{namespace}.example.com", namespace=namespace, target_port="http",
+        route = served_route_obj("web", f"web-{namespace}.example.com", namespace=namespace, target_port="http",
                           admitted=None)
         del route["metadata"]["uid"], route["metadata"]["creationTimestamp"]
         apply(cluster, route, namespace)
@@ -103,34 +83,34 @@ def test_router_process_serves_admitted_routes_and_follows_endpoints(cluster, na
                  "--reload-interval", "0.2", "--grace-seconds", "2", "--log-format", "plain"],
                 stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "KUBECONFIG": cluster.kubeconfig})
         host = route["spec"]["host"]
-        wait_for(lambda: get(http_port, host).backend == "one", what="the route to answer from backend one")
+        wait_for("the route to answer from backend one", lambda: get(http_port, host).backend == "one")
         cfg = (tmp_path / "config" / "haproxy.cfg").read_text()
         assert f"backend be_http:{namespace}:web" in cfg
 
         # Endpoints move: the router follows.
         apply(cluster, slice_obj("svc", [address], [("http", two.port)], namespace=namespace, name="svc-1"),
               namespace)
-        wait_for(lambda: get(http_port, host).backend == "two", what="the switch to backend two")
-        reloads = metric(metrics_port, "netshift_router_reloads_total")
+        wait_for("the switch to backend two", lambda: get(http_port, host).backend == "two")
+        reloads = metric_sum(scrape(metrics_url), "netshift_router_reloads_total")
 
         # Irrelevant changes: no reload.
         apply(cluster, slice_obj("unused", [address], [("http", 1234)], namespace=namespace, name="unused-1"),
               namespace)
         cluster.kubectl("annotate", "route", "web", "-n", namespace, "example.com/irrelevant=1")
         time.sleep(1.5)
-        assert metric(metrics_port, "netshift_router_reloads_total") == reloads
+        assert metric_sum(scrape(metrics_url), "netshift_router_reloads_total") == reloads
 
         # Another router's verdict does not matter; ours does.
         set_status(cluster, namespace, "web", {"ingress": [
             {**entry, "conditions": [{"type": "Admitted", "status": "False", "reason": "HostAlreadyClaimed"}]}]})
-        wait_for(lambda: get(http_port, host).status == 503, what="503 after the route lost admission")
+        wait_for("503 after the route lost admission", lambda: get(http_port, host).status == 503)
         set_status(cluster, namespace, "web", {"ingress": [entry]})
-        wait_for(lambda: get(http_port, host).status == 200, what="the route back")
+        wait_for("the route back", lambda: get(http_port, host).status == 200)
         cluster.kubectl("delete", "route", "web", "-n", namespace)
-        wait_for(lambda: get(http_port, host).status == 503, what="503 after deletion")
+        wait_for("503 after deletion", lambda: get(http_port, host).status == 503)
 
         # HAProxy's own exporter.
-        text = urllib.request.urlopen(f"http://127.0.0.1:{stats_port}/metrics", timeout=5).read().decode()
+        text = scrape(f"http://127.0.0.1:{stats_port}/metrics")
         assert "haproxy_process_uptime_seconds" in text
 
         proc.send_signal(signal.SIGTERM)
@@ -152,7 +132,7 @@ def test_router_process_external_certificate(cluster, namespace: str, address: s
                                              tmp_path: pathlib.Path) -> None:
     from cryptography.x509.oid import NameOID
 
-    from netshift.router import certs
+    from tests.support import certs
 
     router_name = f"itx-{namespace}"[:63]
     backend = Backend("one", address)
@@ -164,7 +144,7 @@ def test_router_process_external_certificate(cluster, namespace: str, address: s
     leaf = certs.issue(ca, [host])
     proc = None
     try:
-        route = route_obj("ext", host, namespace=namespace, target_port="http", admitted=None,
+        route = served_route_obj("ext", host, namespace=namespace, target_port="http", admitted=None,
                           tls={"termination": "edge", "externalCertificate": {"name": "ext-tls"}})
         del route["metadata"]["uid"], route["metadata"]["creationTimestamp"]
         apply(cluster, route, namespace)
@@ -188,19 +168,19 @@ def test_router_process_external_certificate(cluster, namespace: str, address: s
             return r.peer_cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
 
         # No Secret yet: the default certificate, and a warning.
-        wait_for(lambda: served_cn() != host, what="the route served with the default certificate")
-        wait_for(lambda: "externalCertificate ext-tls: Secret not found" in log_path.read_text(),
-                 what="the warning about the missing Secret")
+        wait_for("the route served with the default certificate", lambda: served_cn() != host)
+        wait_for("the warning about the missing Secret",
+                 lambda: "externalCertificate ext-tls: Secret not found" in log_path.read_text())
         # The Secret appears: the route's certificate (verified against its CA).
         crt, key = tmp_path / "tls.crt", tmp_path / "tls.key"
         crt.write_text(leaf.cert)
         key.write_text(leaf.key)
         cluster.kubectl("create", "secret", "tls", "ext-tls", "-n", namespace, f"--cert={crt}", f"--key={key}")
-        wait_for(lambda: served_cn() == host, what="the route served with the Secret's certificate")
+        wait_for("the route served with the Secret's certificate", lambda: served_cn() == host)
         assert get(https_port, host, tls=True, ca=ca.cert).status == 200
         # The Secret goes: back to the default certificate.
         cluster.kubectl("delete", "secret", "ext-tls", "-n", namespace)
-        wait_for(lambda: served_cn() != host, what="the default certificate again")
+        wait_for("the default certificate again", lambda: served_cn() != host)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
     except BaseException:

@@ -8,7 +8,7 @@ from netshift.agent import ruleset
 from netshift.agent.routes import RouteSpec, desired_routes
 from netshift.egressrouter.spec import load
 
-V4 = {"ip": "192.0.2.10/24", "gateway": "192.0.2.1"}
+V4 = {"ip": "10.250.2.10/24", "gateway": "10.250.2.1"}
 V6 = {"ip": "2001:db8:a::10/64", "gateway": "2001:db8:a::1"}
 KW = {"pod_if": "eth0", "egress_if": "net1", "exempt_ports": (9180, 9181)}
 
@@ -57,7 +57,7 @@ def test_snat_to_the_address_of_the_family() -> None:
                             addresses=(V4, V6)), **KW)
     assert rules_of(t, "ip", "postrouting") == [[
         {"match": {"op": "==", "left": {"meta": {"key": "oifname"}}, "right": "net1"}},
-        {"snat": {"addr": "192.0.2.10"}}]]
+        {"snat": {"addr": "10.250.2.10"}}]]
     assert rules_of(t, "ip6", "postrouting")[0][1] == {"snat": {"addr": "2001:db8:a::10"}}
     assert rules_of(t, "ip6", "prerouting")[0][-1] == {"dnat": {"addr": "2001:db8:d::10", "port": 80}}
 
@@ -149,17 +149,17 @@ def test_script_uses_bracketed_ipv6_with_ports() -> None:
 
 
 def test_host_routes_via_gateway_unless_on_link() -> None:
-    c = cfg([("198.51.100.10", 80, "TCP"), ("192.0.2.1", 81, "TCP"), ("192.0.2.20", 82, "TCP"),
+    c = cfg([("198.51.100.10", 80, "TCP"), ("10.250.2.1", 81, "TCP"), ("10.250.2.20", 82, "TCP"),
              ("198.51.100.10", 83, "UDP"), ("2001:db8:d::10", 80, "TCP")], fallback="198.51.100.12",
             addresses=(V4, V6))
-    assert desired_routes(c) == [RouteSpec("198.51.100.10", 32, "192.0.2.1"),
+    assert desired_routes(c) == [RouteSpec("198.51.100.10", 32, "10.250.2.1"),
                                  RouteSpec("2001:db8:d::10", 128, "2001:db8:a::1"),
-                                 RouteSpec("198.51.100.12", 32, "192.0.2.1")]
+                                 RouteSpec("198.51.100.12", 32, "10.250.2.1")]
 
 
 def test_gateway_outside_the_subnet_gets_an_on_link_route() -> None:
-    c = cfg([("198.51.100.10", 80, "TCP")], addresses=({"ip": "192.0.2.10/32", "gateway": "192.0.2.1"},))
-    assert desired_routes(c) == [RouteSpec("192.0.2.1", 32, None), RouteSpec("198.51.100.10", 32, "192.0.2.1")]
+    c = cfg([("198.51.100.10", 80, "TCP")], addresses=({"ip": "10.250.2.10/32", "gateway": "10.250.2.1"},))
+    assert desired_routes(c) == [RouteSpec("10.250.2.1", 32, None), RouteSpec("198.51.100.10", 32, "10.250.2.1")]
 
 
 def test_cli_dry_run_prints_script_and_routes(tmp_path, capsys) -> None:
@@ -169,12 +169,12 @@ def test_cli_dry_run_prints_script_and_routes(tmp_path, capsys) -> None:
     assert cli.main(["agent", "--config", str(path), "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "dnat to 198.51.100.10:8080" in out
-    assert "# route 198.51.100.10/32 via 192.0.2.1 dev net1" in out
+    assert "# route 198.51.100.10/32 via 10.250.2.1 dev net1" in out
 
 
 def test_cli_reports_the_field_of_a_bad_config(tmp_path, capsys) -> None:
     path = tmp_path / "er.yaml"
-    path.write_text("spec:\n  addresses: [{ip: 192.0.2.10/24}]\n  redirect:\n    redirectRules:\n"
+    path.write_text("spec:\n  addresses: [{ip: 10.250.2.10/24}]\n  redirect:\n    redirectRules:\n"
                     "    - {destinationIP: 198.51.100.10, port: 80, protocol: TCP}\n")
     assert cli.main(["agent", "--config", str(path), "--dry-run"]) == 2
     assert "spec.redirect.redirectRules[0].destinationIP" in capsys.readouterr().err

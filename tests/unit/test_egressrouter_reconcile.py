@@ -7,8 +7,7 @@ import pytest
 from netshift.egressrouter.queue import WorkQueue
 from netshift.egressrouter.reconcile import Reconciler, contains
 from netshift.egressrouter.render import RenderSettings
-
-from ._egressrouter_fixtures import router_obj
+from tests.support.egressrouters import router_obj
 
 
 class FakeCache:

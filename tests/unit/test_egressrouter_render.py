@@ -3,8 +3,7 @@ import json
 
 from netshift.egressrouter import render as r
 from netshift.egressrouter.reconcile import contains
-
-from ._egressrouter_fixtures import router
+from tests.support.egressrouters import router
 
 SETTINGS = r.RenderSettings(agent_image="netshift:test", agent_image_pull_policy="IfNotPresent")
 

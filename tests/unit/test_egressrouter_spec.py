@@ -7,8 +7,7 @@ import pytest
 
 from netshift.agent.config import parse_text
 from netshift.egressrouter.spec import ConfigError, Problem, RouterConfig, load, parse
-
-from ._egressrouter_fixtures import router_obj
+from tests.support.egressrouters import router_obj
 
 MASTER = "spec.networkInterface.macvlan.master"
 
@@ -32,7 +31,7 @@ def er(rules=None, fallback=None, addresses=None, **spec_extra) -> dict:
     if fallback is not None:
         redirect["fallbackIP"] = fallback
     return {"spec": {"addresses": addresses if addresses is not None else
-                     [{"ip": "192.0.2.10/24", "gateway": "192.0.2.1"}],
+                     [{"ip": "10.250.2.10/24", "gateway": "10.250.2.1"}],
                      "redirect": redirect, **spec_extra}}
 
 
@@ -58,7 +57,7 @@ kind: EgressRouter
 metadata: {name: egress-1}
 spec:
   addresses:
-  - {ip: 192.0.2.10/24, gateway: 192.0.2.1}
+  - {ip: 10.250.2.10/24, gateway: 10.250.2.1}
   - {ip: "2001:db8:a::10/64", gateway: "2001:db8:a::1"}
   redirect:
     redirectRules:
@@ -66,19 +65,19 @@ spec:
     - {destinationIP: "2001:db8:d::10", port: 53, protocol: udp, targetPort: 5353}
 """)
     assert cfg.versions == (4, 6)
-    assert cfg.addresses[0].interface == ipaddress.ip_interface("192.0.2.10/24")
+    assert cfg.addresses[0].interface == ipaddress.ip_interface("10.250.2.10/24")
     first, second = cfg.rules
     assert (first.protocol, first.port, first.target_port) == ("tcp", 80, 80)  # targetPort defaults to port
     assert (second.protocol, second.target_port, second.version) == ("udp", 5353, 6)
     assert cfg.fallback is None
     assert cfg.source(6).interface.ip == ipaddress.ip_address("2001:db8:a::10")
-    assert cfg.gateway(4) == ipaddress.ip_address("192.0.2.1")
+    assert cfg.gateway(4) == ipaddress.ip_address("10.250.2.1")
 
 
 def test_json_document() -> None:
-    cfg = parse_text('{"spec": {"addresses": [{"ip": "192.0.2.10/24"}], "redirect": {"fallbackIP": "192.0.2.20"}}}')
-    assert cfg.rules == () and str(cfg.fallback) == "192.0.2.20"
-    assert cfg.destinations() == (ipaddress.ip_address("192.0.2.20"),)
+    cfg = parse_text('{"spec": {"addresses": [{"ip": "10.250.2.10/24"}], "redirect": {"fallbackIP": "10.250.2.20"}}}')
+    assert cfg.rules == () and str(cfg.fallback) == "10.250.2.20"
+    assert cfg.destinations() == (ipaddress.ip_address("10.250.2.20"),)
 
 
 def test_destinations_are_unique_in_spec_order() -> None:
@@ -88,13 +87,13 @@ def test_destinations_are_unique_in_spec_order() -> None:
 
 def test_same_port_on_other_protocol_or_family_is_fine() -> None:
     cfg = load(er([rule(), rule(proto="UDP"), rule(dest="2001:db8:d::10")],
-                  addresses=[{"ip": "192.0.2.10/24", "gateway": "192.0.2.1"},
+                  addresses=[{"ip": "10.250.2.10/24", "gateway": "10.250.2.1"},
                              {"ip": "2001:db8:a::10/64", "gateway": "2001:db8:a::1"}]))
     assert [r.key for r in cfg.rules] == ["tcp_80", "udp_80", "tcp_80"]
 
 
 def test_on_link_destination_needs_no_gateway() -> None:
-    assert load(er([rule(dest="192.0.2.20")], addresses=[{"ip": "192.0.2.10/24"}])).gateway(4) is None
+    assert load(er([rule(dest="10.250.2.20")], addresses=[{"ip": "10.250.2.10/24"}])).gateway(4) is None
 
 
 def test_a_host_route_source_may_use_any_gateway() -> None:
@@ -107,42 +106,42 @@ def test_a_host_route_source_may_use_any_gateway() -> None:
 @pytest.mark.parametrize("doc, reason, field, words", [
     (er([rule()], mode="Proxy"), "UnsupportedMode", "spec.mode", "only Redirect"),
     (er([rule()], addresses=[]), "NoAddresses", "spec.addresses", "at least one"),
-    (er([rule()], addresses=[{"ip": "192.0.2.10"}]), "InvalidAddress", "spec.addresses[0].ip",
-     '"192.0.2.10" is not a CIDR (expected address/prefix'),
-    (er([rule()], addresses=[{"ip": "192.0.2.300/24"}]), "InvalidAddress", "spec.addresses[0].ip",
+    (er([rule()], addresses=[{"ip": "10.250.2.10"}]), "InvalidAddress", "spec.addresses[0].ip",
+     '"10.250.2.10" is not a CIDR (expected address/prefix'),
+    (er([rule()], addresses=[{"ip": "10.250.2.300/24"}]), "InvalidAddress", "spec.addresses[0].ip",
      "not a valid CIDR"),
-    (er([rule()], addresses=[{"ip": "192.0.2.0/24"}]), "InvalidAddress", "spec.addresses[0].ip", "network address"),
-    (er([rule()], addresses=[{"ip": "192.0.2.255/24"}]), "InvalidAddress", "spec.addresses[0].ip", "broadcast"),
-    (er([rule()], addresses=[{"ip": "192.0.2.10/33"}]), "InvalidAddress", "spec.addresses[0].ip", "not a valid CIDR"),
+    (er([rule()], addresses=[{"ip": "10.250.2.0/24"}]), "InvalidAddress", "spec.addresses[0].ip", "network address"),
+    (er([rule()], addresses=[{"ip": "10.250.2.255/24"}]), "InvalidAddress", "spec.addresses[0].ip", "broadcast"),
+    (er([rule()], addresses=[{"ip": "10.250.2.10/33"}]), "InvalidAddress", "spec.addresses[0].ip", "not a valid CIDR"),
     # ipaddress takes a netmask, CNI's static IPAM does not
-    (er([rule()], addresses=[{"ip": "192.0.2.10/255.255.255.0"}]), "InvalidAddress", "spec.addresses[0].ip",
+    (er([rule()], addresses=[{"ip": "10.250.2.10/255.255.255.0"}]), "InvalidAddress", "spec.addresses[0].ip",
      "prefix length in digits"),
-    (er([rule()], addresses=[{"ip": "192.0.2.10/٢٤"}]), "InvalidAddress", "spec.addresses[0].ip",
+    (er([rule()], addresses=[{"ip": "10.250.2.10/٢٤"}]), "InvalidAddress", "spec.addresses[0].ip",
      "prefix length in digits"),
     (er([rule(dest="2001:db8::1")], addresses=[{"ip": "fe80::1%eth0/64", "gateway": "fe80::2"}]),
      "InvalidAddress", "spec.addresses[0].ip", "has a zone (%eth0)"),
-    (er([rule()], addresses=[{"ip": "::ffff:192.0.2.10/120"}]), "InvalidAddress", "spec.addresses[0].ip",
-     "write 192.0.2.10 instead"),
-    (er([rule()], addresses=[{"ip": "192.0.2.10/24", "gateway": "2001:db8::1"}]), "GatewayFamilyMismatch",
+    (er([rule()], addresses=[{"ip": "::ffff:10.250.2.10/120"}]), "InvalidAddress", "spec.addresses[0].ip",
+     "write 10.250.2.10 instead"),
+    (er([rule()], addresses=[{"ip": "10.250.2.10/24", "gateway": "2001:db8::1"}]), "GatewayFamilyMismatch",
      "spec.addresses[0].gateway", "IPv6 gateway"),
-    (er([rule()], addresses=[{"ip": "192.0.2.10/24", "gateway": "192.0.2.10"}]), "InvalidGateway",
+    (er([rule()], addresses=[{"ip": "10.250.2.10/24", "gateway": "10.250.2.10"}]), "InvalidGateway",
      "spec.addresses[0].gateway", "own address"),
-    (er([rule()], addresses=[{"ip": "192.0.2.10/24", "gateway": "192.0.3.1"}]), "GatewayNotInSubnet",
+    (er([rule()], addresses=[{"ip": "10.250.2.10/24", "gateway": "10.250.3.1"}]), "GatewayNotInSubnet",
      "spec.addresses[0].gateway", "must be on-link"),
-    (er([rule()], addresses=[{"ip": "192.0.2.10/24", "gateway": "192.0.2.1"},
-                             {"ip": "192.0.2.11/24", "gateway": "192.0.2.2"}]),
+    (er([rule()], addresses=[{"ip": "10.250.2.10/24", "gateway": "10.250.2.1"},
+                             {"ip": "10.250.2.11/24", "gateway": "10.250.2.2"}]),
      "ConflictingGateways", "spec.addresses[1].gateway", "one gateway per family"),
-    (er([rule()], addresses=[{"ip": "192.0.2.10/24", "gateway": "192.0.2.1"}, {"ip": "192.0.2.10/25"}]),
+    (er([rule()], addresses=[{"ip": "10.250.2.10/24", "gateway": "10.250.2.1"}, {"ip": "10.250.2.10/25"}]),
      "DuplicateAddress", "spec.addresses[1].ip", "listed twice"),
-    ({"spec": {"addresses": [{"ip": "192.0.2.10/24"}]}}, "RedirectMissing", "spec.redirect", "required"),
+    ({"spec": {"addresses": [{"ip": "10.250.2.10/24"}]}}, "RedirectMissing", "spec.redirect", "required"),
     (er([]), "NoRedirectTarget", "spec.redirect", "redirectRules or a fallbackIP"),
     (er([rule(), rule(dest="10.0.0.300")]), "InvalidDestinationIP",
      "spec.redirect.redirectRules[1].destinationIP", "not an IPv4"),
     (er([rule(dest="2001:db8:d::10")]), "DestinationFamilyMismatch",
      "spec.redirect.redirectRules[0].destinationIP", "no IPv6 address"),
-    (er([rule(dest="192.0.2.10")]), "InvalidDestinationIP", "spec.redirect.redirectRules[0].destinationIP",
+    (er([rule(dest="10.250.2.10")]), "InvalidDestinationIP", "spec.redirect.redirectRules[0].destinationIP",
      "own address"),
-    (er([rule(dest="198.51.100.10")], addresses=[{"ip": "192.0.2.10/24"}]), "NoGatewayForDestination",
+    (er([rule(dest="198.51.100.10")], addresses=[{"ip": "10.250.2.10/24"}]), "NoGatewayForDestination",
      "spec.redirect.redirectRules[0].destinationIP", "no gateway"),
     (er([rule(port=0)]), "InvalidPort", "spec.redirect.redirectRules[0].port", "outside 1-65535"),
     (er([rule(port=True)]), "InvalidPort", "spec.redirect.redirectRules[0].port", "port number"),
@@ -153,13 +152,13 @@ def test_a_host_route_source_may_use_any_gateway() -> None:
      "spec.redirect.redirectRules[1].port", "already redirected by redirectRules[0]"),
     (er([rule()], fallback="2001:db8::1"), "DestinationFamilyMismatch", "spec.redirect.fallbackIP", "no IPv6 address"),
     (er([rule()], fallback="nope"), "InvalidFallbackIP", "spec.redirect.fallbackIP", "not an IPv4 or IPv6"),
-    (er([rule()], fallback="192.0.2.10"), "InvalidDestinationIP", "spec.redirect.fallbackIP", "own address"),
+    (er([rule()], fallback="10.250.2.10"), "InvalidDestinationIP", "spec.redirect.fallbackIP", "own address"),
     (er([rule()], networkInterface={"macvlan": {"mode": "Trunk"}}), "InvalidMacvlanMode",
      "spec.networkInterface.macvlan.mode", "Bridge, Private, VEPA, Passthru"),
     ({"metadata": {"name": "egress.router"}, **er([rule()])}, "InvalidName", "metadata.name", "DNS-1035"),
     ({"metadata": {"name": "1router"}, **er([rule()])}, "InvalidName", "metadata.name", "DNS-1035"),
     ({"metadata": {"name": "a" * 64}, **er([rule()])}, "InvalidName", "metadata.name", "DNS-1035"),
-    ({"spec": {"addresses": "192.0.2.10/24", "redirect": {"fallbackIP": "192.0.2.20"}}}, "InvalidSpec",
+    ({"spec": {"addresses": "10.250.2.10/24", "redirect": {"fallbackIP": "10.250.2.20"}}}, "InvalidSpec",
      "spec.addresses", "must be a list"),
 ])
 def test_problems_name_the_field(doc: dict, reason: str, field: str, words: str) -> None:
@@ -176,12 +175,12 @@ def test_problems_name_the_field(doc: dict, reason: str, field: str, words: str)
     "127.0.0.1", "::1", "224.0.0.1", "ff02::1", "0.0.0.0", "::", "169.254.1.1", "fe80::1", "0.1.2.3",
     "240.0.0.1", "255.255.255.255",
     # IPv4-mapped IPv6 forms of refused addresses (and of any address: Go reads them as IPv4)
-    "::ffff:127.0.0.1", "::ffff:7f00:1", "::ffff:0.0.0.0", "::ffff:224.0.0.1", "::ffff:192.0.2.10",
+    "::ffff:127.0.0.1", "::ffff:7f00:1", "::ffff:0.0.0.0", "::ffff:224.0.0.1", "::ffff:10.250.2.10",
     "::ffff:198.51.100.10",
     "fe80::1%eth0",
 ])
 def test_unusable_destinations_are_refused(dest: str) -> None:
-    doc = er([rule(dest=dest)], fallback=dest, addresses=[{"ip": "192.0.2.10/24", "gateway": "192.0.2.1"},
+    doc = er([rule(dest=dest)], fallback=dest, addresses=[{"ip": "10.250.2.10/24", "gateway": "10.250.2.1"},
                                                           {"ip": "2001:db8::10/64", "gateway": "2001:db8::1"}])
     found = parse(doc)
     assert [p.field for p in found] == ["spec.redirect.redirectRules[0].destinationIP", "spec.redirect.fallbackIP"]
@@ -259,5 +258,6 @@ def test_a_tcp_rule_on_an_agent_port_is_refused() -> None:
 @pytest.mark.parametrize("ip", ["127.0.0.5/8", "224.0.0.5/24", "ff02::5/64", "::/0", "0.1.2.3/8", "::1/128",
                                 "240.0.0.1/4"])
 def test_addresses_a_host_cannot_have_are_refused(ip: str) -> None:
-    found = parse(er(fallback="198.51.100.10", addresses=[{"ip": ip}, {"ip": "192.0.2.10/24", "gateway": "192.0.2.1"}]))
+    usable = {"ip": "10.250.2.10/24", "gateway": "10.250.2.1"}
+    found = parse(er(fallback="198.51.100.10", addresses=[{"ip": ip}, usable]))
     assert [(p.reason, p.field) for p in found] == [("InvalidAddress", "spec.addresses[0].ip")], found

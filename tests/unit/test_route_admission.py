@@ -7,7 +7,7 @@ import pytest
 
 from netshift.route import admission
 from netshift.route.admission import AdmissionIndex, Candidate, admit
-from tests.unit.route_helpers import POLICY, cand, route
+from tests.support.routes import POLICY, cand, route
 
 T1, T2, T3, T4 = (f"2024-01-01T00:00:0{i}Z" for i in range(1, 5))
 

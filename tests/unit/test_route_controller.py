@@ -10,7 +10,7 @@ import pytest
 
 from netshift.route.admission import Policy
 from netshift.route.controller import ApiError, RouteAdmissionController
-from tests.unit.route_helpers import route_obj
+from tests.support.routes import route_obj
 
 POLICY = Policy(domain="apps.example.com", allow_wildcard_routes=True)
 

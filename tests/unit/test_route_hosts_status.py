@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from netshift import config
 from netshift.route import admission, hosts, status, validation
-from tests.unit.route_helpers import route
+from tests.support.routes import route
 
 
 def write(**kw):

@@ -12,7 +12,7 @@ from cryptography.x509.oid import NameOID
 from netshift.models.route import TLSConfig
 from netshift.route import admission
 from netshift.route.tls import extended_tls_errors
-from tests.unit.route_helpers import POLICY, cand
+from tests.support.routes import POLICY, cand
 
 NOW = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
 

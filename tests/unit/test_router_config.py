@@ -13,12 +13,12 @@ import subprocess
 import pytest
 
 from netshift.router import annotations as ann
-from netshift.router import certs
 from netshift.router import haproxy_config as hc
 from netshift.router.endpoints import Endpoint, endpoint_weights, endpoints_from_slices, select_port, service_of
 from netshift.router.routes import served_route
 from netshift.router.state import RouterState
-from tests.unit.router_helpers import ROUTER, route_obj, slice_obj
+from tests.support import certs
+from tests.support.routes import ROUTER, served_route_obj, slice_obj
 
 CA = certs.make_ca()
 LEAF = certs.issue(CA, ["secure.example.com"])
@@ -125,31 +125,31 @@ def test_endpoint_weights(backends, counts, expected) -> None:
 # --- served routes -------------------------------------------------------------------------------
 
 def test_only_routes_admitted_for_this_router_are_served() -> None:
-    assert served_route(route_obj("r", "a.example.com"), ROUTER) is not None
-    assert served_route(route_obj("r", "a.example.com", admitted=False), ROUTER) is None
-    assert served_route(route_obj("r", "a.example.com", admitted=None), ROUTER) is None
-    assert served_route(route_obj("r", "a.example.com", router="other"), ROUTER) is None
-    obj = route_obj("r", "a.example.com")
+    assert served_route(served_route_obj("r", "a.example.com"), ROUTER) is not None
+    assert served_route(served_route_obj("r", "a.example.com", admitted=False), ROUTER) is None
+    assert served_route(served_route_obj("r", "a.example.com", admitted=None), ROUTER) is None
+    assert served_route(served_route_obj("r", "a.example.com", router="other"), ROUTER) is None
+    obj = served_route_obj("r", "a.example.com")
     obj["status"]["ingress"][0]["conditions"] = []
     assert served_route(obj, ROUTER) is None
 
 
 def test_other_routers_entries_do_not_matter() -> None:
-    obj = route_obj("r", "a.example.com")
+    obj = served_route_obj("r", "a.example.com")
     obj["status"]["ingress"].insert(0, {"routerName": "other", "host": "a.example.com",
                                         "conditions": [{"type": "Admitted", "status": "False"}]})
     assert served_route(obj, ROUTER).host == "a.example.com"
 
 
 def test_served_host_comes_from_status() -> None:
-    obj = route_obj("r", "", status_host="web.apps.example.com")
+    obj = served_route_obj("r", "", status_host="web.apps.example.com")
     del obj["spec"]["host"]
     obj["spec"]["subdomain"] = "web"
     assert served_route(obj, ROUTER).host == "web.apps.example.com"
 
 
 def test_served_route_fields() -> None:
-    obj = route_obj("r", "A.Example.com", path="/p", alternates=[("b", 5), ("c", 0)], target_port="http",
+    obj = served_route_obj("r", "A.Example.com", path="/p", alternates=[("b", 5), ("c", 0)], target_port="http",
                     tls={"termination": "edge", "insecureEdgeTerminationPolicy": "Redirect"},
                     status_host="a.example.com", weight=None)
     r = served_route(obj, ROUTER)
@@ -160,11 +160,11 @@ def test_served_route_fields() -> None:
 
 
 def test_passthrough_never_has_a_path_and_plain_routes_are_http() -> None:
-    r = served_route(route_obj("r", "a.example.com", path="/x", tls={"termination": "passthrough"}), ROUTER)
+    r = served_route(served_route_obj("r", "a.example.com", path="/x", tls={"termination": "passthrough"}), ROUTER)
     assert r.path == "" and r.insecure_policy == "None"
-    plain = served_route(route_obj("r", "a.example.com"), ROUTER)
+    plain = served_route(served_route_obj("r", "a.example.com"), ROUTER)
     assert plain.termination == "http" and plain.insecure_policy == "Allow"
-    empty_policy = served_route(route_obj("r", "a.example.com", tls={
+    empty_policy = served_route(served_route_obj("r", "a.example.com", tls={
         "termination": "edge", "insecureEdgeTerminationPolicy": ""}), ROUTER)
     assert empty_policy.insecure_policy == "None"
 
@@ -252,11 +252,11 @@ def test_wildcard_regex_matches_one_label() -> None:
 
 
 def test_longest_path_first_and_exact_hosts_before_wildcards() -> None:
-    r = render(route_obj("root", "a.example.com", path="/"),
-               route_obj("api", "a.example.com", path="/api"),
-               route_obj("apiv1", "a.example.com", path="/api/v1"),
-               route_obj("wild", "www.example.com", wildcard=True),
-               route_obj("other", "b.example.com"))
+    r = render(served_route_obj("root", "a.example.com", path="/"),
+               served_route_obj("api", "a.example.com", path="/api"),
+               served_route_obj("apiv1", "a.example.com", path="/api/v1"),
+               served_route_obj("wild", "www.example.com", wildcard=True),
+               served_route_obj("other", "b.example.com"))
     assert lookup(r, hc.HTTP_MAP, "a.example.com/api/v1/users") == "be_http:ns:apiv1"
     assert lookup(r, hc.HTTP_MAP, "a.example.com/api/v2") == "be_http:ns:api"
     assert lookup(r, hc.HTTP_MAP, "a.example.com/apix") == "be_http:ns:root"
@@ -270,14 +270,14 @@ def test_longest_path_first_and_exact_hosts_before_wildcards() -> None:
 
 def test_insecure_policies_and_terminations_in_the_maps() -> None:
     tls = lambda t, p=None: {"termination": t, **({"insecureEdgeTerminationPolicy": p} if p else {})}
-    r = render(route_obj("plain", "plain.example.com"),
-               route_obj("edge-none", "en.example.com", tls=tls("edge")),
-               route_obj("edge-allow", "ea.example.com", tls=tls("edge", "Allow")),
-               route_obj("edge-redirect", "er.example.com", tls=tls("edge", "Redirect")),
-               route_obj("re-allow", "ra.example.com", tls=tls("reencrypt", "Allow")),
-               route_obj("re-redirect", "rr.example.com", tls=tls("reencrypt", "Redirect")),
-               route_obj("pass", "p.example.com", tls=tls("passthrough")),
-               route_obj("pass-redirect", "pr.example.com", tls=tls("passthrough", "Redirect")))
+    r = render(served_route_obj("plain", "plain.example.com"),
+               served_route_obj("edge-none", "en.example.com", tls=tls("edge")),
+               served_route_obj("edge-allow", "ea.example.com", tls=tls("edge", "Allow")),
+               served_route_obj("edge-redirect", "er.example.com", tls=tls("edge", "Redirect")),
+               served_route_obj("re-allow", "ra.example.com", tls=tls("reencrypt", "Allow")),
+               served_route_obj("re-redirect", "rr.example.com", tls=tls("reencrypt", "Redirect")),
+               served_route_obj("pass", "p.example.com", tls=tls("passthrough")),
+               served_route_obj("pass-redirect", "pr.example.com", tls=tls("passthrough", "Redirect")))
     http = {v: k for k, v in map_lines(r, hc.HTTP_MAP)}
     assert lookup(r, hc.HTTP_MAP, "plain.example.com/") == "be_http:ns:plain"
     assert lookup(r, hc.HTTP_MAP, "en.example.com/") is None  # 503
@@ -301,8 +301,8 @@ def test_insecure_policies_and_terminations_in_the_maps() -> None:
 
 def test_redirect_only_covers_its_own_path() -> None:
     # A plain route on /plain and an edge route with Redirect on /: /plain stays plain HTTP.
-    r = render(route_obj("plain", "a.example.com", path="/plain"),
-               route_obj("secure", "a.example.com", tls={"termination": "edge",
+    r = render(served_route_obj("plain", "a.example.com", path="/plain"),
+               served_route_obj("secure", "a.example.com", tls={"termination": "edge",
                                                          "insecureEdgeTerminationPolicy": "Redirect"}))
     assert lookup(r, hc.HTTP_MAP, "a.example.com/plain/x") == "be_http:ns:plain"
     assert lookup(r, hc.HTTP_MAP, "a.example.com/other") == hc.REDIRECT_BACKEND
@@ -311,9 +311,9 @@ def test_redirect_only_covers_its_own_path() -> None:
 # --- certificates ----------------------------------------------------------------------------------
 
 def test_edge_certificate_files_and_list() -> None:
-    r = render(route_obj("s", "secure.example.com", tls={
+    r = render(served_route_obj("s", "secure.example.com", tls={
         "termination": "edge", "certificate": LEAF.cert, "key": LEAF.key, "caCertificate": CA.cert}),
-        route_obj("d", "default.example.com", tls={"termination": "edge"}))
+        served_route_obj("d", "default.example.com", tls={"termination": "edge"}))
     assert r.files["certs/ns_s.pem"] == LEAF.cert + CA.cert + LEAF.key
     assert r.files[hc.CERT_LIST] == "/cfg/certs/ns_s.pem secure.example.com\n"  # d: default cert
     tls_bind = next(line for line in r.config.splitlines() if "bind unix@" in line)
@@ -322,28 +322,28 @@ def test_edge_certificate_files_and_list() -> None:
 
 def test_one_certificate_per_host_and_wildcard_sni() -> None:
     other = certs.issue(CA, ["secure.example.com"])
-    r = render(route_obj("root", "secure.example.com", tls={
+    r = render(served_route_obj("root", "secure.example.com", tls={
         "termination": "edge", "certificate": LEAF.cert, "key": LEAF.key}),
-        route_obj("sub", "secure.example.com", path="/sub", tls={
+        served_route_obj("sub", "secure.example.com", path="/sub", tls={
             "termination": "edge", "certificate": other.cert, "key": other.key}),
-        route_obj("w", "www.wild.example.com", wildcard=True, tls={
+        served_route_obj("w", "www.wild.example.com", wildcard=True, tls={
             "termination": "edge", "certificate": LEAF.cert, "key": LEAF.key}))
     assert r.files[hc.CERT_LIST].splitlines() == [
         "/cfg/certs/ns_sub.pem secure.example.com", "/cfg/certs/ns_w.pem *.wild.example.com"]
 
 
 def test_reencrypt_verifies_the_backend() -> None:
-    r = render(route_obj("r", "r.example.com", tls={"termination": "reencrypt",
+    r = render(served_route_obj("r", "r.example.com", tls={"termination": "reencrypt",
                                                     "destinationCACertificate": CA.cert}),
-               route_obj("n", "n.example.com", tls={"termination": "reencrypt"}))
+               served_route_obj("n", "n.example.com", tls={"termination": "reencrypt"}))
     assert r.files["cacerts/ns_r.pem"] == CA.cert
     assert all(" ssl verify required ca-file /cfg/cacerts/ns_r.pem" in s for s in servers(r, "be_secure:ns:r"))
     assert all(" ssl verify required ca-file @system-ca" in s for s in servers(r, "be_secure:ns:n"))
-    with_default = render(route_obj("n", "n.example.com", tls={"termination": "reencrypt"}),
+    with_default = render(served_route_obj("n", "n.example.com", tls={"termination": "reencrypt"}),
                           settings=hc.Settings(files_dir="/cfg", run_dir="/run", default_certificate="/d.pem",
                                                default_destination_ca="/etc/service-ca.crt"))
     assert all("ca-file /etc/service-ca.crt" in s for s in servers(with_default, "be_secure:ns:n"))
-    plain = render(route_obj("p", "p.example.com"))
+    plain = render(served_route_obj("p", "p.example.com"))
     assert not any(" ssl" in s for s in servers(plain, "be_http:ns:p"))
 
 
@@ -361,7 +361,7 @@ def test_weights_across_backends_down_to_endpoints() -> None:
     eps = {("ns", "a"): [Endpoint("10.0.0.1", 80), Endpoint("10.0.0.2", 80)],
            ("ns", "b"): [Endpoint("10.0.1.1", 80), Endpoint("10.0.1.2", 80),
                          Endpoint("10.0.1.3", 80), Endpoint("10.0.1.4", 80)]}
-    r = render(route_obj("r", "w.example.com", service="a", weight=20, alternates=[("b", 10)]), endpoints=eps)
+    r = render(served_route_obj("r", "w.example.com", service="a", weight=20, alternates=[("b", 10)]), endpoints=eps)
     assert _weights(servers(r, "be_http:ns:r")) == {
         "10.0.0.1:80": 256, "10.0.0.2:80": 256,
         "10.0.1.1:80": 64, "10.0.1.2:80": 64, "10.0.1.3:80": 64, "10.0.1.4:80": 64}
@@ -370,8 +370,8 @@ def test_weights_across_backends_down_to_endpoints() -> None:
 
 def test_weight_zero_is_kept_for_cookies_but_dropped_for_passthrough() -> None:
     eps = {("ns", "a"): [Endpoint("10.0.0.1", 80)], ("ns", "b"): [Endpoint("10.0.1.1", 80)]}
-    r = render(route_obj("h", "h.example.com", service="a", weight=0, alternates=[("b", 100)]),
-               route_obj("p", "p.example.com", service="a", weight=0, alternates=[("b", 100)],
+    r = render(served_route_obj("h", "h.example.com", service="a", weight=0, alternates=[("b", 100)]),
+               served_route_obj("p", "p.example.com", service="a", weight=0, alternates=[("b", 100)],
                          tls={"termination": "passthrough"}), endpoints=eps)
     assert _weights(servers(r, "be_http:ns:h")) == {"10.0.0.1:80": 0, "10.0.1.1:80": 256}
     assert _weights(servers(r, "be_tcp:ns:p")) == {"10.0.1.1:80": 256}
@@ -380,31 +380,31 @@ def test_weight_zero_is_kept_for_cookies_but_dropped_for_passthrough() -> None:
 
 
 def test_all_weights_zero_or_no_endpoints_means_no_usable_server() -> None:
-    r = render(route_obj("z", "z.example.com", weight=0),
-               route_obj("none", "n.example.com", service="missing"))
+    r = render(served_route_obj("z", "z.example.com", weight=0),
+               served_route_obj("none", "n.example.com", service="missing"))
     assert _weights(servers(r, "be_http:ns:z")) == {"10.0.0.1:8080": 0, "10.0.0.2:8080": 0}
     assert servers(r, "be_http:ns:none") == []
     assert r.backends["be_http:ns:none"] == 0
-    p = render(route_obj("z", "z.example.com", weight=0, tls={"termination": "passthrough"}))
+    p = render(served_route_obj("z", "z.example.com", weight=0, tls={"termination": "passthrough"}))
     assert servers(p, "be_tcp:ns:z") == []
 
 
 def test_target_port_selects_endpoint_ports() -> None:
     eps = {("ns", "svc"): [Endpoint("10.0.0.1", 8080, "http", "p"), Endpoint("10.0.0.1", 9090, "metrics", "p")]}
-    assert [s.split()[2] for s in servers(render(route_obj("r", "r.example.com", target_port="metrics"),
+    assert [s.split()[2] for s in servers(render(served_route_obj("r", "r.example.com", target_port="metrics"),
                                                  endpoints=eps), "be_http:ns:r")] == ["10.0.0.1:9090"]
-    assert [s.split()[2] for s in servers(render(route_obj("r", "r.example.com", target_port=8080),
+    assert [s.split()[2] for s in servers(render(served_route_obj("r", "r.example.com", target_port=8080),
                                                  endpoints=eps), "be_http:ns:r")] == ["10.0.0.1:8080"]
-    assert len(servers(render(route_obj("r", "r.example.com"), endpoints=eps), "be_http:ns:r")) == 2
+    assert len(servers(render(served_route_obj("r", "r.example.com"), endpoints=eps), "be_http:ns:r")) == 2
 
 
 def test_server_lines() -> None:
     eps = {("ns", "svc"): [Endpoint("10.0.0.1", 8080, "http", "pod-a"), Endpoint("fd00::5", 8080, "http", "pod-b")]}
-    lines = servers(render(route_obj("r", "r.example.com"), endpoints=eps), "be_http:ns:r")
+    lines = servers(render(served_route_obj("r", "r.example.com"), endpoints=eps), "be_http:ns:r")
     assert lines[0] == (f"server pod:pod-a:svc:http:10.0.0.1:8080 10.0.0.1:8080 cookie "
                         f"{hc.short_hash('pod:pod-a:svc:http:10.0.0.1:8080')} weight 256 check inter 5000ms")
     assert lines[1].split()[2] == "ipv6@fd00::5:8080"
-    single = servers(render(route_obj("r", "r.example.com"),
+    single = servers(render(served_route_obj("r", "r.example.com"),
                             endpoints={("ns", "svc"): [Endpoint("10.0.0.1", 80)]}), "be_http:ns:r")
     assert "check" not in single[0]  # one endpoint: nothing to fail over to
 
@@ -412,14 +412,15 @@ def test_server_lines() -> None:
 # --- annotations in the backends -----------------------------------------------------------------
 
 def test_cookies_by_default_secure_for_tls_and_none_for_passthrough() -> None:
-    r = render(route_obj("h", "h.example.com"),
-               route_obj("e", "e.example.com", tls={"termination": "edge"}),
-               route_obj("ea", "ea.example.com", tls={"termination": "edge", "insecureEdgeTerminationPolicy": "Allow"}),
-               route_obj("re", "re.example.com",
-                         tls={"termination": "reencrypt", "insecureEdgeTerminationPolicy": "Redirect"}),
-               route_obj("p", "p.example.com", tls={"termination": "passthrough"}),
-               route_obj("named", "n.example.com", annotations={ann.COOKIE_NAME: "sticky"}),
-               route_obj("off", "o.example.com", annotations={ann.DISABLE_COOKIES: "true"}))
+    r = render(served_route_obj("h", "h.example.com"),
+               served_route_obj("e", "e.example.com", tls={"termination": "edge"}),
+               served_route_obj("ea", "ea.example.com",
+                                tls={"termination": "edge", "insecureEdgeTerminationPolicy": "Allow"}),
+               served_route_obj("re", "re.example.com",
+                                tls={"termination": "reencrypt", "insecureEdgeTerminationPolicy": "Redirect"}),
+               served_route_obj("p", "p.example.com", tls={"termination": "passthrough"}),
+               served_route_obj("named", "n.example.com", annotations={ann.COOKIE_NAME: "sticky"}),
+               served_route_obj("off", "o.example.com", annotations={ann.DISABLE_COOKIES: "true"}))
     cookie = lambda name: [line for line in backend(r, name) if line.startswith("cookie ")]
     default_name = hc.short_hash("ns:h")
     assert cookie("be_http:ns:h") == [f"cookie {default_name} insert indirect nocache httponly"]
@@ -435,12 +436,12 @@ def test_cookies_by_default_secure_for_tls_and_none_for_passthrough() -> None:
 
 
 def test_timeout_balance_and_tunnel() -> None:
-    r = render(route_obj("h", "h.example.com", annotations={ann.TIMEOUT: "90s", ann.BALANCE: "leastconn"}),
-               route_obj("p", "p.example.com", tls={"termination": "passthrough"},
+    r = render(served_route_obj("h", "h.example.com", annotations={ann.TIMEOUT: "90s", ann.BALANCE: "leastconn"}),
+               served_route_obj("p", "p.example.com", tls={"termination": "passthrough"},
                          annotations={ann.TIMEOUT: "90s"}),
-               route_obj("t", "t.example.com", tls={"termination": "passthrough"},
+               served_route_obj("t", "t.example.com", tls={"termination": "passthrough"},
                          annotations={ann.TIMEOUT: "90s", ann.TIMEOUT_TUNNEL: "2h"}),
-               route_obj("bad", "b.example.com", annotations={ann.TIMEOUT: "soon", ann.BALANCE: "first"}))
+               served_route_obj("bad", "b.example.com", annotations={ann.TIMEOUT: "soon", ann.BALANCE: "first"}))
     assert "timeout server 90s" in backend(r, "be_http:ns:h")
     assert "balance leastconn" in backend(r, "be_http:ns:h")
     assert "timeout tunnel 90s" in backend(r, "be_tcp:ns:p")
@@ -451,12 +452,12 @@ def test_timeout_balance_and_tunnel() -> None:
 
 def test_ip_allowlist_inline_and_in_a_file() -> None:
     many = " ".join(f"10.0.{i}.0/24" for i in range(70))
-    r = render(route_obj("a", "a.example.com", annotations={ann.IP_ALLOWLIST: "127.0.0.1 10.0.0.0/8"}),
-               route_obj("w", "w.example.com", annotations={ann.IP_WHITELIST: "192.168.1.1"}),
-               route_obj("m", "m.example.com", annotations={ann.IP_ALLOWLIST: many}),
-               route_obj("p", "p.example.com", tls={"termination": "passthrough"},
+    r = render(served_route_obj("a", "a.example.com", annotations={ann.IP_ALLOWLIST: "127.0.0.1 10.0.0.0/8"}),
+               served_route_obj("w", "w.example.com", annotations={ann.IP_WHITELIST: "192.168.1.1"}),
+               served_route_obj("m", "m.example.com", annotations={ann.IP_ALLOWLIST: many}),
+               served_route_obj("p", "p.example.com", tls={"termination": "passthrough"},
                          annotations={ann.IP_ALLOWLIST: "127.0.0.2"}),
-               route_obj("bad", "b.example.com", annotations={ann.IP_ALLOWLIST: "127.0.0.1 what"}))
+               served_route_obj("bad", "b.example.com", annotations={ann.IP_ALLOWLIST: "127.0.0.1 what"}))
     assert backend(r, "be_http:ns:a")[3:5] == ["acl allowlist src 127.0.0.1 10.0.0.0/8",
                                                "tcp-request content reject if !allowlist"]
     assert "acl allowlist src 192.168.1.1" in backend(r, "be_http:ns:w")
@@ -468,10 +469,10 @@ def test_ip_allowlist_inline_and_in_a_file() -> None:
 
 def test_hsts_only_for_edge_and_reencrypt() -> None:
     h = {ann.HSTS_HEADER: "max-age=31536000;includeSubDomains;preload"}
-    r = render(route_obj("e", "e.example.com", tls={"termination": "edge"}, annotations=h),
-               route_obj("re", "r.example.com", tls={"termination": "reencrypt"}, annotations=h),
-               route_obj("h", "h.example.com", annotations=h),
-               route_obj("p", "p.example.com", tls={"termination": "passthrough"}, annotations=h))
+    r = render(served_route_obj("e", "e.example.com", tls={"termination": "edge"}, annotations=h),
+               served_route_obj("re", "r.example.com", tls={"termination": "reencrypt"}, annotations=h),
+               served_route_obj("h", "h.example.com", annotations=h),
+               served_route_obj("p", "p.example.com", tls={"termination": "passthrough"}, annotations=h))
     line = ("http-response set-header Strict-Transport-Security "
             "'max-age=31536000;includeSubDomains;preload' if { ssl_fc }")
     assert line in backend(r, "be_edge_http:ns:e") and line in backend(r, "be_secure:ns:re")
@@ -486,15 +487,15 @@ def test_hsts_only_for_edge_and_reencrypt() -> None:
     ("/a.b", "/x'y", r"http-request replace-path '^/a\.b(.*)$' '/x'\''y\1'"),
 ])
 def test_rewrite_target(path, target, expected) -> None:
-    r = render(route_obj("r", "r.example.com", path=path or None, annotations={ann.REWRITE_TARGET: target}))
+    r = render(served_route_obj("r", "r.example.com", path=path or None, annotations={ann.REWRITE_TARGET: target}))
     assert expected in backend(r, "be_http:ns:r")
 
 
 def test_rate_limit_lines() -> None:
     a = {ann.RATE_LIMIT: "true", ann.RATE_LIMIT_CONCURRENT_TCP: "3", ann.RATE_LIMIT_RATE_TCP: "20",
          ann.RATE_LIMIT_RATE_HTTP: "50"}
-    r = render(route_obj("h", "h.example.com", annotations=a),
-               route_obj("p", "p.example.com", tls={"termination": "passthrough"}, annotations=a))
+    r = render(served_route_obj("h", "h.example.com", annotations=a),
+               served_route_obj("p", "p.example.com", tls={"termination": "passthrough"}, annotations=a))
     expected = ["stick-table type ip size 100k expire 30s store conn_cur,conn_rate(3s),http_req_rate(10s)",
                 "tcp-request content track-sc2 src",
                 "tcp-request content reject if { sc2_conn_cur gt 3 }",
@@ -506,7 +507,7 @@ def test_rate_limit_lines() -> None:
 
 
 def test_pod_concurrent_connections_and_check_interval() -> None:
-    r = render(route_obj("r", "r.example.com", annotations={ann.POD_CONCURRENT_CONNECTIONS: "10",
+    r = render(served_route_obj("r", "r.example.com", annotations={ann.POD_CONCURRENT_CONNECTIONS: "10",
                                                             ann.HEALTH_CHECK_INTERVAL: "1s"}))
     assert all(s.endswith("check inter 1s maxconn 10") for s in servers(r, "be_http:ns:r"))
 
@@ -530,7 +531,7 @@ def test_frontends_and_settings() -> None:
 
 
 def test_rendering_is_deterministic() -> None:
-    objs = [route_obj(f"r{i}", f"h{i % 3}.example.com", path=f"/p{i}") for i in range(12)]
+    objs = [served_route_obj(f"r{i}", f"h{i % 3}.example.com", path=f"/p{i}") for i in range(12)]
     a = hc.render(served(*objs), EPS, SETTINGS)
     b = hc.render(served(*reversed(objs)), EPS, SETTINGS)
     assert a == b
@@ -547,8 +548,8 @@ def test_empty_router_has_empty_maps() -> None:
 def test_state_tracks_routes_and_their_endpoints() -> None:
     st = RouterState(ROUTER)
     assert st.apply_slice("ADDED", slice_obj("svc", ["10.0.0.1"], [("http", 80)])) is False  # unused
-    assert st.apply_route("ADDED", route_obj("r", "r.example.com")) is True
-    assert st.apply_route("MODIFIED", route_obj("r", "r.example.com")) is False
+    assert st.apply_route("ADDED", served_route_obj("r", "r.example.com")) is True
+    assert st.apply_route("MODIFIED", served_route_obj("r", "r.example.com")) is False
     routes, eps = st.snapshot()
     assert [r.name for r in routes] == ["r"] and eps == {("ns", "svc"): [Endpoint("10.0.0.1", 80, "http", "svc-pod-0")]}
     assert st.apply_slice("MODIFIED", slice_obj("svc", ["10.0.0.1", "10.0.0.2"], [("http", 80)])) is True
@@ -557,16 +558,17 @@ def test_state_tracks_routes_and_their_endpoints() -> None:
     assert len(st.snapshot()[1][("ns", "svc")]) == 2
     assert st.apply_slice("DELETED", slice_obj("svc", [], [])) is True
     assert st.snapshot()[1][("ns", "svc")] == []
-    assert st.apply_route("MODIFIED", route_obj("r", "r.example.com", admitted=False)) is True
+    assert st.apply_route("MODIFIED", served_route_obj("r", "r.example.com", admitted=False)) is True
     assert st.snapshot() == ([], {})
-    assert st.apply_route("DELETED", route_obj("r", "r.example.com")) is False
+    assert st.apply_route("DELETED", served_route_obj("r", "r.example.com")) is False
 
 
 def test_state_full_relist() -> None:
     st = RouterState(ROUTER)
-    assert st.replace_routes([route_obj("a", "a.example.com"), route_obj("b", "b.example.com", admitted=False)])
+    assert st.replace_routes([served_route_obj("a", "a.example.com"),
+                              served_route_obj("b", "b.example.com", admitted=False)])
     assert [r.name for r in st.snapshot()[0]] == ["a"]
-    assert not st.replace_routes([route_obj("a", "a.example.com")])
+    assert not st.replace_routes([served_route_obj("a", "a.example.com")])
     assert st.replace_slices([slice_obj("svc", ["10.0.0.1"], [(None, 80)])])
     assert not st.replace_slices([slice_obj("svc", ["10.0.0.1"], [(None, 80)])])
     assert not st.replace_slices([slice_obj("svc", ["10.0.0.1"], [(None, 80)]),
@@ -592,10 +594,10 @@ def test_header_actions_are_parsed_in_order_and_bad_items_dropped() -> None:
     headers = _actions(request=[("X-A", "1"), ("X-Gone",), ("", "x"), ("X-Nl", "a\nb"), ("X-Empty", "")],
                        response=[("X-R", "%[res.hdr(server)]")])
     headers["actions"]["request"].append({"name": "X-Odd", "action": {"type": "Append"}})
-    (r,) = served(_with_headers(route_obj("h", "h.example.com"), headers))
+    (r,) = served(_with_headers(served_route_obj("h", "h.example.com"), headers))
     assert r.request_headers == (("set", "X-A", "1"), ("del", "X-Gone", ""))
     assert r.response_headers == (("set", "X-R", "%[res.hdr(server)]"),)
-    (p,) = served(_with_headers(route_obj("p", "p.example.com", tls={"termination": "passthrough"}), headers))
+    (p,) = served(_with_headers(served_route_obj("p", "p.example.com", tls={"termination": "passthrough"}), headers))
     assert p.request_headers == () and p.response_headers == ()
 
 
@@ -605,7 +607,7 @@ def test_header_actions_render_in_the_backend_after_forwarded_headers() -> None:
                  ("X-Host", "%[req.hdr(host),lower]"), ("X-Quote", "it's a \"value\" # with $HOME and 100%%"),
                  ("User-Agent",)],
         response=[("X-Frame-Options", "DENY"), ("Server",)])
-    rendered = render(_with_headers(route_obj("h", "h.example.com", tls={"termination": "edge"}), headers))
+    rendered = render(_with_headers(served_route_obj("h", "h.example.com", tls={"termination": "edge"}), headers))
     lines = backend(rendered, "be_edge_http:ns:h")
     ours = [line for line in lines if ("set-header '" in line or "del-header '" in line)
             and "Forwarded" not in line]
@@ -620,7 +622,7 @@ def test_header_actions_render_in_the_backend_after_forwarded_headers() -> None:
     # The route's own rules come after the router's forwarded headers, so they win.
     override = lines.index("http-request set-header 'X-Forwarded-Proto' 'custom'")
     assert override > max(i for i, line in enumerate(lines) if line.startswith("http-request add-header"))
-    assert not [line for line in render(route_obj("n", "n.example.com")).config.splitlines()
+    assert not [line for line in render(served_route_obj("n", "n.example.com")).config.splitlines()
                 if "set-header '" in line or "del-header '" in line]
 
 
@@ -651,7 +653,7 @@ def test_tls_secret_and_pair_checks() -> None:
 def test_external_certificate_from_the_secret_or_the_default() -> None:
     tls = {"termination": "edge", "externalCertificate": {"name": "web-tls"}}
     st = RouterState(ROUTER)
-    assert st.apply_route("ADDED", route_obj("ext", "secure.example.com", tls=tls))
+    assert st.apply_route("ADDED", served_route_obj("ext", "secure.example.com", tls=tls))
     routes, _ = st.snapshot()
     assert routes[0].external_certificate == "web-tls" and routes[0].certificate == ""
     assert st.certificate_problems and "not found" in st.certificate_problems[0]
@@ -673,7 +675,7 @@ def test_external_certificate_from_the_secret_or_the_default() -> None:
     assert st.replace_secrets([_secret("web-tls", LEAF.cert, LEAF.key)])
     assert not st.replace_secrets([_secret("web-tls", LEAF.cert, LEAF.key), _secret("x", LEAF.cert, LEAF.key)])
     # Only edge and reencrypt routes use it.
-    (p,) = served(route_obj("p", "p.example.com", tls={"termination": "passthrough",
+    (p,) = served(served_route_obj("p", "p.example.com", tls={"termination": "passthrough",
                                                        "externalCertificate": {"name": "web-tls"}}))
     assert p.external_certificate == ""
 
@@ -692,25 +694,25 @@ def test_haproxy_accepts_every_feature(tmp_path: pathlib.Path) -> None:
                            bind_ipv6=True, threads=2, hard_stop_after="1h", access_log=True)
     many = " ".join(f"10.1.{i}.0/24" for i in range(80))
     objs = [
-        route_obj("plain", "plain.example.com", path="/a.b(c)", annotations={
+        served_route_obj("plain", "plain.example.com", path="/a.b(c)", annotations={
             ann.TIMEOUT: "5s", ann.BALANCE: "leastconn", ann.IP_ALLOWLIST: "127.0.0.1 10.0.0.0/8 fd00::/8",
             ann.REWRITE_TARGET: "/it's", ann.RATE_LIMIT: "true", ann.RATE_LIMIT_CONCURRENT_TCP: "5",
             ann.RATE_LIMIT_RATE_TCP: "10", ann.RATE_LIMIT_RATE_HTTP: "20", ann.COOKIE_NAME: "c",
             ann.POD_CONCURRENT_CONNECTIONS: "3"}),
-        route_obj("many", "many.example.com", annotations={ann.IP_WHITELIST: many, ann.DISABLE_COOKIES: "1"}),
-        route_obj("edge", "secure.example.com", tls={
+        served_route_obj("many", "many.example.com", annotations={ann.IP_WHITELIST: many, ann.DISABLE_COOKIES: "1"}),
+        served_route_obj("edge", "secure.example.com", tls={
             "termination": "edge", "certificate": LEAF.cert, "key": LEAF.key, "caCertificate": CA.cert,
             "insecureEdgeTerminationPolicy": "Redirect"}, annotations={ann.HSTS_HEADER: "max-age=1"}),
-        route_obj("edge-default", "ed.example.com",
+        served_route_obj("edge-default", "ed.example.com",
                   tls={"termination": "edge", "insecureEdgeTerminationPolicy": "Allow"}),
-        route_obj("re", "re.example.com", tls={"termination": "reencrypt", "destinationCACertificate": CA.cert}),
-        route_obj("re-sys", "rs.example.com", tls={"termination": "reencrypt"}),
-        route_obj("pass", "p.example.com", tls={"termination": "passthrough"}, annotations={
+        served_route_obj("re", "re.example.com", tls={"termination": "reencrypt", "destinationCACertificate": CA.cert}),
+        served_route_obj("re-sys", "rs.example.com", tls={"termination": "reencrypt"}),
+        served_route_obj("pass", "p.example.com", tls={"termination": "passthrough"}, annotations={
             ann.TIMEOUT: "1h", ann.IP_ALLOWLIST: "127.0.0.1", ann.RATE_LIMIT: "true",
             ann.RATE_LIMIT_CONCURRENT_TCP: "2"}),
-        route_obj("wild", "www.wild.example.com", wildcard=True, alternates=[("b", 50), ("c", 0)]),
-        route_obj("empty", "empty.example.com", service="nothing"),
-        _with_headers(route_obj("headers", "headers.example.com", tls={"termination": "reencrypt"}), _actions(
+        served_route_obj("wild", "www.wild.example.com", wildcard=True, alternates=[("b", 50), ("c", 0)]),
+        served_route_obj("empty", "empty.example.com", service="nothing"),
+        _with_headers(served_route_obj("headers", "headers.example.com", tls={"termination": "reencrypt"}), _actions(
             request=[("X-Client-Cert", "%{+Q}[ssl_c_der,base64]"), ("X-Host", "%[req.hdr(host),lower]"),
                      ("X-Quote", "it's a \"value\" # with $HOME, \\ and 100%%"), ("User-Agent",)],
             response=[("X-Frame-Options", "DENY"), ("X-Echo", "%[res.hdr(server)]"), ("Server",)])),

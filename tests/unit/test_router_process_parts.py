@@ -9,13 +9,13 @@ import resource
 from cryptography import x509
 
 from netshift.cli import build_parser, main
-from netshift.router import certs
 from netshift.router import haproxy_config as hc
 from netshift.router.haproxy import Proc, parse_show_proc
 from netshift.router.runner import default_certificate
 from netshift.router.store import ConfigStore
 from netshift.router_cli import fit_maxconn
-from tests.unit.router_helpers import route_obj
+from tests.support import certs
+from tests.support.routes import served_route_obj
 
 SHOW_PROC = """#<PID>          <type>          <reloads>       <uptime>        <version>
 1162            master          5 [failed: 0]   0d00h02m07s     2.6.12
@@ -40,7 +40,7 @@ def test_store_swaps_slots_and_detects_changes(tmp_path: pathlib.Path) -> None:
     def rendered(files_dir: str, route: str) -> hc.Rendered:
         settings = hc.Settings(files_dir=files_dir, run_dir="/run/x", default_certificate="/d.pem")
         from netshift.router.routes import served_route
-        return hc.render([served_route(route_obj(route, f"{route}.example.com"), "default")], {}, settings)
+        return hc.render([served_route(served_route_obj(route, f"{route}.example.com"), "default")], {}, settings)
 
     first_dir = store.next_dir()
     assert first_dir.endswith("/a")
@@ -90,8 +90,8 @@ def test_cli_arguments_and_render(tmp_path: pathlib.Path, capsys) -> None:
     assert (args.router_name, args.http_port, args.https_port, args.stats_port, args.config_dir,
             args.haproxy_bin, args.default_certificate, args.threads) == ("r1", 80, 443, 0, "/x", "/bin/h", "/c.pem", 2)
     routes = tmp_path / "routes.json"
-    routes.write_text(json.dumps({"kind": "List", "items": [route_obj("web", "web.example.com", router="r1"),
-                                                            route_obj("other", "o.example.com")]}))
+    routes.write_text(json.dumps({"kind": "List", "items": [served_route_obj("web", "web.example.com", router="r1"),
+                                                            served_route_obj("other", "o.example.com")]}))
     assert main(["router", "--router-name", "r1", "--config-dir", str(tmp_path), "--render", str(routes)]) == 0
     out = capsys.readouterr().out
     assert "backend be_http:ns:web" in out and "be_http:ns:other" not in out

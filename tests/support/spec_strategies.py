@@ -32,6 +32,14 @@ def _optional(schema: dict, name: str, value: st.SearchStrategy) -> st.SearchStr
     return value if name in schema.get("required", []) else st.none() | value
 
 
+# The machine's uplink subnet: never drawn, although the namespaces are isolated (docs/cluster.md).
+_UPLINK = ipaddress.ip_network("192.0.2.0/24")
+
+
+def _any_ip(**kwargs: Any) -> st.SearchStrategy[Any]:
+    return st.ip_addresses(**kwargs).filter(lambda ip: ip not in _UPLINK)
+
+
 _UNICAST = {4: ["10.0.0.0/8", "100.64.0.0/10", "172.16.0.0/12", "192.168.0.0/16", "198.51.100.0/24",
                  "203.0.113.0/24", "1.0.0.0/8", "200.0.0.0/8"],
             6: ["2000::/3", "2001:db8::/32", "fd00::/8"]}
@@ -41,10 +49,11 @@ _UNICAST = {4: ["10.0.0.0/8", "100.64.0.0/10", "172.16.0.0/12", "192.168.0.0/16"
 def _subnet(draw: st.DrawFn, version: int) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
     # Mostly unicast ranges: ip_addresses() alone favours special-purpose ones.
     ordinary = st.sampled_from(_UNICAST[version]).flatmap(lambda net: st.ip_addresses(network=net))
-    ip = draw(st.one_of(ordinary, ordinary, ordinary, st.ip_addresses(v=version)))
+    ip = draw(st.one_of(ordinary, ordinary, ordinary, _any_ip(v=version)))
     bits = ip.max_prefixlen
     prefix = draw(st.sampled_from([bits - 8, bits - 8, bits - 16, bits - 4, bits - 1, bits]) | st.integers(1, bits))
-    return ipaddress.ip_network(f"{ip}/{prefix}", strict=False)
+    net = ipaddress.ip_network(f"{ip}/{prefix}", strict=False)
+    return ipaddress.ip_network(f"{ip}/{max(prefix, 25)}", strict=False) if net.overlaps(_UPLINK) else net
 
 
 def _host_in(net: Any, avoid: Any = ()) -> st.SearchStrategy:
@@ -81,7 +90,7 @@ _ODD_MASTERS = st.one_of(
     st.text(st.characters(codec="utf-8", exclude_characters="\0"), min_size=1, max_size=16),
 )
 _ODD_DESTINATIONS = st.one_of(
-    st.ip_addresses().map(str),                                     # special-purpose ranges included
+    _any_ip().map(str),                                             # special-purpose ranges included
     st.sampled_from(["::ffff:127.0.0.1", "::ffff:7f00:1", "::ffff:0.0.0.0", "::ffff:224.0.0.1", "::127.0.0.1",
                      "0.1.2.3", "240.0.0.1", "255.255.255.255", "::", "::1", "fe80::1", "ff02::1"]),
 )
@@ -106,13 +115,13 @@ def specs(draw: st.DrawFn) -> dict[str, Any]:
         address = {"ip": draw(_odd_cidrs(host, net)) if odd == "address" and i == odd_index
                    else f"{host}/{net.prefixlen}"}
         if odd == "gateway" and i == odd_index:
-            address["gateway"] = draw(st.ip_addresses().map(str) | _host_in(net).map(lambda ip: f"::ffff:{ip}"))
+            address["gateway"] = draw(_any_ip().map(str) | _host_in(net).map(lambda ip: f"::ffff:{ip}"))
         elif draw(st.booleans()):
             address["gateway"] = str(draw(_host_in(net, avoid=hosts)))
         addresses.append(address)
 
     near = st.sampled_from(nets).flatmap(lambda net: _host_in(net, avoid=hosts)).map(str)
-    destination = _ODD_DESTINATIONS if odd == "destination" else st.one_of(near, near, near, st.ip_addresses().map(str))
+    destination = _ODD_DESTINATIONS if odd == "destination" else st.one_of(near, near, near, _any_ip().map(str))
     port = _RULE["properties"]["port"]
     rule_values = {
         "destinationIP": destination,

@@ -2,14 +2,15 @@
 
     client ns            router ns                      external ns                 dest ns
     c0 ---- veth ---- eth0      net1 (macvlan) ~~ lan0 ---- veth ---- gw0 (gateway)
-    203.0.113.2/24    203.0.113.1/24   master: lan0           192.0.2.1/24            d1 198.51.100.10,.11,.12/24
+    203.0.113.2/24    203.0.113.1/24   master: lan0           10.250.2.1/24           d1 198.51.100.10,.11,.12/24
     2001:db8:c::2/64  2001:db8:c::1/64                        2001:db8:a::1/64        2001:db8:d::10,::12/64
                                                               d0 198.51.100.1/24 ---- veth
                                                               2001:db8:d::1/64
 
 The macvlan's master is a veth end inside the external namespace created here (never the machine's
 uplink). net1 starts without addresses: the agent adds the spec's. All addresses come from the
-documentation ranges and exist only inside these namespaces. `close()` kills every process started
+documentation ranges and 10.250.0.0/16, never 192.0.2.0/24 (the uplink's subnet on these machines;
+docs/cluster.md), and exist only inside these namespaces. `close()` kills every process started
 through the topology and deletes the namespaces (which deletes every link in them).
 """
 from __future__ import annotations
@@ -31,8 +32,8 @@ CNI_PATH = os.environ.get("NETSHIFT_CNI_PATH", "/usr/lib/cni")
 CNI_PLUGINS = ("macvlan", "static", "tuning")
 
 ROUTER_V4, ROUTER_V6 = "203.0.113.1", "2001:db8:c::1"      # the router's pod-side (eth0) addresses
-EGRESS_V4, EGRESS_V6 = "192.0.2.10", "2001:db8:a::10"      # the router's addresses on net1
-GATEWAY_V4, GATEWAY_V6 = "192.0.2.1", "2001:db8:a::1"
+EGRESS_V4, EGRESS_V6 = "10.250.2.10", "2001:db8:a::10"      # the router's addresses on net1
+GATEWAY_V4, GATEWAY_V6 = "10.250.2.1", "2001:db8:a::1"
 DEST_V4, DEST2_V4, FALLBACK_V4 = "198.51.100.10", "198.51.100.11", "198.51.100.12"
 DEST_V6, FALLBACK_V6 = "2001:db8:d::10", "2001:db8:d::12"
 

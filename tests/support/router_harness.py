@@ -1,6 +1,7 @@
 """Real HAProxy driven by the router's own code, real backends on loopback, a small HTTP(S) client.
 
-Used by tests/dataplane/test_router_haproxy.py and tests/bench/bench_router.py. Everything listens
+Used by tests/dataplane/test_router_haproxy.py, tests/integration/test_router_process.py and
+tests/bench/bench_router.py. Everything listens
 on 127.0.0.x only; every process and thread is stopped by ``close()``.
 """
 from __future__ import annotations
@@ -20,21 +21,16 @@ from typing import Any
 
 from cryptography import x509
 
-from netshift.router import certs
 from netshift.router import haproxy_config as hc
 from netshift.router.endpoints import Endpoint
 from netshift.router.haproxy import HAProxy, check
 from netshift.router.routes import served_route
 from netshift.router.store import ConfigStore
+from tests.support import certs
+from tests.support.net import free_port
 
 ROUTER = "default"
 HAPROXY = shutil.which("haproxy") or shutil.which("haproxy", path="/usr/sbin:/sbin")
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 # --- backends ------------------------------------------------------------------------------------

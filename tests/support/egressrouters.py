@@ -1,4 +1,4 @@
-"""Shared builders of EgressRouter objects for the unit tests."""
+"""Builders of EgressRouter objects (plain dicts, as the API has them, and the parsed model)."""
 from __future__ import annotations
 
 import copy
