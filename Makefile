@@ -62,6 +62,13 @@ test-integration: venv tools ## the operator against the real control plane
 test-dataplane: deps venv ## redirect agent data path: real packets in network namespaces (root)
 	$(PYTEST) tests/dataplane -m dataplane
 
+# The property test of the spec parser runs 150 examples in test-dataplane; this is the larger run.
+EXAMPLES ?= 2000
+.PHONY: test-properties
+test-properties: deps venv ## spec parser vs real CNI plugins and nft, EXAMPLES generated specs (root)
+	NETSHIFT_PROPERTY_EXAMPLES=$(EXAMPLES) $(PYTEST) tests/dataplane/test_spec_properties.py -m dataplane \
+		--timeout=0 --hypothesis-show-statistics
+
 # kind users run this tier alone (hack/kind-e2e.sh): it needs only the venv and a KUBECONFIG.
 PYTEST_ARGS ?=
 .PHONY: test-e2e

@@ -10,16 +10,30 @@ from collections.abc import Iterator
 import pytest
 
 from tests.dataplane.agent_runner import AgentRunner
-from tests.support.topology import DEST_V4, DEST_V6, FALLBACK_V4, FALLBACK_V6, GATEWAY_V4, Topology
+from tests.support.topology import (
+    CNI_PATH,
+    CNI_PLUGINS,
+    DEST_V4,
+    DEST_V6,
+    FALLBACK_V4,
+    FALLBACK_V6,
+    GATEWAY_V4,
+    Topology,
+)
 
 
 @pytest.fixture(scope="session", autouse=True)
 def _requirements() -> None:
+    # A skip fails the run under CI=true (tests/conftest.py), so CI cannot pass without these.
     if os.geteuid() != 0:
         pytest.skip("data-plane tests need root (network namespaces)")
     for tool in ("ip", "nft"):
         if not shutil.which(tool):
-            pytest.skip(f"data-plane tests need `{tool}` (Debian packages iproute2, nftables)")
+            pytest.skip(f"data-plane tests need `{tool}` (`make deps`: Debian packages iproute2, nftables)")
+    for plugin in CNI_PLUGINS:
+        if not os.access(f"{CNI_PATH}/{plugin}", os.X_OK):
+            pytest.skip(f"data-plane tests need the CNI plugin {CNI_PATH}/{plugin} "
+                        "(`make deps`: Debian package containernetworking-plugins)")
 
 
 @pytest.fixture

@@ -7,8 +7,8 @@ import re
 import subprocess
 import time
 
-from netshift.agent import config as agent_config
 from netshift.agent import ruleset
+from netshift.egressrouter import spec as router_spec
 from tests.dataplane.agent_runner import HEALTH_PORT, AgentRunner, spec
 from tests.support.metrics import metric_value
 from tests.support.topology import (
@@ -238,7 +238,7 @@ def test_sctp_rules_are_accepted_by_the_kernel(agent: AgentRunner) -> None:
 
 def test_script_form_installs_the_same_tables_as_json(topo: Topology) -> None:
     """`--dry-run` prints an nft script; it must mean exactly what the agent applies as JSON."""
-    cfg = agent_config.parse_spec(spec((DEST_V4, 80, "TCP", 8080), (DEST_V6, 53, "UDP"), (DEST_V4, 9, "SCTP"),
+    cfg = router_spec.load(spec((DEST_V4, 80, "TCP", 8080), (DEST_V6, 53, "UDP"), (DEST_V4, 9, "SCTP"),
                                        fallback=FALLBACK_V6, v6=True))
     kw = {"pod_if": "eth0", "egress_if": "net1", "exempt_ports": (9180, 9181)}
     script = ruleset.render_script(cfg, **kw)

@@ -265,10 +265,10 @@ def test_operator_deployment(tmp_path: pathlib.Path) -> None:
 
 
 def test_env_names_are_the_operator_settings(tmp_path: pathlib.Path) -> None:
-    """Every NETSHIFT_* variable the chart sets is one the operator reads (config.py or cli.py)."""
-    from netshift import config
+    """Every NETSHIFT_* variable the chart sets is one the operator reads (settings.py)."""
+    from netshift.settings import OperatorSettings, env_name
 
-    known = set(config._ENV.values()) | {"NETSHIFT_ROUTES_ENABLED"}
+    known = {env_name(field) for field in OperatorSettings.model_fields}
     for values in (None, NON_DEFAULT):
         (container,) = operator_deployment(render(tmp_path, values))["spec"]["template"]["spec"]["containers"]
         used = {k for k in env_of(container) if k.startswith("NETSHIFT_")}
@@ -307,7 +307,7 @@ def test_non_default_values(tmp_path: pathlib.Path) -> None:
     assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["ops"]}
 
 
-def test_route_values(tmp_path: pathlib.Path) -> None:
+def test_route_values(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
     values = {"router": {"name": "internal", "domain": "apps.example.com",
                          "canonicalHostname": "router.example.com"},
               "routes": {"allowWildcardRoutes": True, "allowedDomains": ["example.com", "example.org"],
@@ -324,9 +324,11 @@ def test_route_values(tmp_path: pathlib.Path) -> None:
     assert container["image"] == "localhost/netshift@sha256:" + "a" * 64
     assert env["NETSHIFT_AGENT_IMAGE"] == container["image"]
     # The operator's settings model accepts what the chart sets.
-    from netshift import config
+    from netshift.settings import OperatorSettings
 
-    cfg = config.from_env({k: v for k, v in env.items() if k in config._ENV.values()})
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    cfg = OperatorSettings()
     assert cfg.router_name == "internal" and cfg.allow_wildcard_routes is True
 
 
@@ -389,9 +391,10 @@ def test_router_deployment_defaults(tmp_path: pathlib.Path) -> None:
     assert {m["mountPath"] for m in container["volumeMounts"]} == {"/var/lib/netshift-router"}
     # The chart's arguments are the router's arguments.
     from netshift.cli import build_parser
+    from netshift.settings import RouterSettings, load
 
-    args = build_parser().parse_args(container["args"])
-    assert (args.router_name, args.http_port, args.https_port, args.config_dir) == \
+    s = load(RouterSettings, build_parser().parse_args(container["args"]))
+    assert (s.router_name, s.router_http_port, s.router_https_port, s.router_config_dir) == \
         ("default", 8080, 8443, "/var/lib/netshift-router")
     service = named(objs, "Service", "router")
     assert service["spec"]["type"] == "NodePort"

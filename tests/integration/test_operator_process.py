@@ -24,8 +24,10 @@ def test_operator_logs_are_structured_json(operator):
     time.sleep(1)
     lines = [line for line in operator.logs().splitlines() if line.startswith("{")]
     assert lines, operator.logs()
-    record = json.loads(lines[0])
-    assert {"message", "timestamp"} <= set(record)
+    records = [json.loads(line) for line in lines]
+    # One schema for our records and kopf's (netshift.logs).
+    assert all({"time", "level", "logger", "message"} <= set(r) for r in records), lines
+    assert {r["logger"].split(".")[0] for r in records} >= {"netshift", "kopf"}, lines
 
 
 def test_operator_restricted_to_namespaces_stops_cleanly(cluster, tmp_path, namespace):

@@ -91,6 +91,9 @@ def test_router_process_serves_admitted_routes_and_follows_endpoints(cluster, na
         apply(cluster, slice_obj("svc", [address], [("http", two.port)], namespace=namespace, name="svc-1"),
               namespace)
         wait_for("the switch to backend two", lambda: get(http_port, host).backend == "two")
+        # The reload is counted when HAProxy's master lists the new worker, a moment after it serves.
+        wait_for("the reload to be counted",
+                 lambda: metric_sum(scrape(metrics_url), "netshift_router_reloads_total", result="ok") >= 1)
         reloads = metric_sum(scrape(metrics_url), "netshift_router_reloads_total")
 
         # Irrelevant changes: no reload.

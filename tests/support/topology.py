@@ -27,6 +27,9 @@ import uuid
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 NETTOOLS = str(pathlib.Path(__file__).resolve().with_name("nettools.py"))
 PYTHON = os.environ.get("NETSHIFT_PYTHON", sys.executable)
+# Debian's containernetworking-plugins (the property test runs macvlan, static and tuning).
+CNI_PATH = os.environ.get("NETSHIFT_CNI_PATH", "/usr/lib/cni")
+CNI_PLUGINS = ("macvlan", "static", "tuning")
 
 ROUTER_V4, ROUTER_V6 = "203.0.113.1", "2001:db8:c::1"      # the router's pod-side (eth0) addresses
 EGRESS_V4, EGRESS_V6 = "10.250.2.10", "2001:db8:a::10"      # the router's addresses on net1

@@ -3,12 +3,10 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 from netshift import cli
 from netshift.agent import ruleset
-from netshift.agent.config import ConfigError, parse_spec
 from netshift.agent.routes import RouteSpec, desired_routes
+from netshift.egressrouter.spec import load
 
 V4 = {"ip": "10.250.2.10/24", "gateway": "10.250.2.1"}
 V6 = {"ip": "2001:db8:a::10/64", "gateway": "2001:db8:a::1"}
@@ -20,7 +18,7 @@ def cfg(rules=(), fallback=None, addresses=(V4,)):
                                   for r in rules]}
     if fallback:
         redirect["fallbackIP"] = fallback
-    return parse_spec({"addresses": list(addresses), "redirect": redirect})
+    return load({"addresses": list(addresses), "redirect": redirect})
 
 
 def rules_of(tables: dict, family: str, chain: str) -> list[list[dict]]:
@@ -109,13 +107,6 @@ def test_traffic_counters_follow_the_original_port() -> None:
     infos = ruleset.counters(cfg([("198.51.100.10", 80, "TCP", 8080)]))
     assert infos[0].labels == (("protocol", "tcp"), ("port", "80"), ("destination", "198.51.100.10"),
                                ("target_port", "8080"))
-
-
-def test_rule_on_the_agent_port_is_refused() -> None:
-    with pytest.raises(ConfigError, match=r"^spec.redirect.redirectRules\[1\].port: TCP port 9181"):
-        ruleset.desired(cfg([("198.51.100.10", 80, "TCP"), ("198.51.100.10", 9181, "TCP")]), **KW)
-    # UDP on that number does not collide with the agent's TCP endpoints
-    ruleset.desired(cfg([("198.51.100.10", 9181, "UDP")]), **KW)
 
 
 def test_transaction_replaces_only_our_tables_atomically() -> None:

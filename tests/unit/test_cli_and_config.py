@@ -1,7 +1,16 @@
+import json
+import logging
+import pathlib
+import re
+
 import kopf
 import pytest
 
-from netshift import __version__, cli, config, operator
+from netshift import IMAGE, __version__, cli, logs, settings
+from netshift.egressrouter.render import RenderSettings
+from netshift.operator import app
+
+DOCS = pathlib.Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
 
 
 def test_version_command_prints_version(capsys):
@@ -18,37 +27,106 @@ def test_help_lists_every_contract_command(capsys):
         assert command in out
 
 
+@pytest.mark.parametrize("command", ["operator", "agent", "router"])
+def test_subcommand_help_names_the_variables(command, capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main([command, "--help"])
+    assert exc.value.code == 0
+    assert "[env NETSHIFT_LOG_FORMAT; default json]" in " ".join(capsys.readouterr().out.split())
+
+
 def test_no_command_prints_help_and_fails(capsys):
     assert cli.main([]) == 2
     assert "usage: netshift" in capsys.readouterr().err
 
 
-def test_operator_namespace_flag_is_repeatable():
+def test_operator_namespace_flag_is_repeatable_and_wins_over_the_environment(monkeypatch):
+    monkeypatch.setenv("NETSHIFT_NAMESPACES", "x,y")
     args = cli.build_parser().parse_args(["operator", "-n", "a", "--namespace", "b"])
-    assert args.namespaces == ["a", "b"]
+    assert settings.load(settings.OperatorSettings, args).namespaces == ("a", "b")
+    args = cli.build_parser().parse_args(["operator"])
+    assert settings.load(settings.OperatorSettings, args).namespaces == ("x", "y")
 
 
-def test_config_reads_environment_and_keeps_defaults():
-    cfg = config.from_env({"NETSHIFT_ROUTER_NAME": "edge", "NETSHIFT_RESYNC_SECONDS": "30",
-                           "NETSHIFT_DISABLE_NAMESPACE_OWNERSHIP_CHECK": "true"})
+def test_settings_read_environment_and_keep_defaults(monkeypatch):
+    monkeypatch.setenv("NETSHIFT_ROUTER_NAME", "edge")
+    monkeypatch.setenv("NETSHIFT_RESYNC_SECONDS", "30")
+    monkeypatch.setenv("NETSHIFT_DISABLE_NAMESPACE_OWNERSHIP_CHECK", "true")
+    monkeypatch.setenv("NETSHIFT_ROUTER_ALLOWED_DOMAINS", "a.io, b.io,")
+    monkeypatch.setenv("NETSHIFT_DEFAULT_MACVLAN_MASTER", "")  # empty means unset
+    cfg = settings.OperatorSettings()
     assert cfg.router_name == "edge"
     assert cfg.resync_seconds == 30.0
     assert cfg.disable_namespace_ownership_check is True
-    assert cfg.router_domain == config.OperatorConfig().router_domain
+    assert cfg.router_allowed_domains == ("a.io", "b.io")
+    assert cfg.default_macvlan_master is None
+    assert cfg.router_domain == "apps.netshift.local"
 
 
-def test_config_rejects_nonsense_with_field_name():
-    with pytest.raises(ValueError, match="resync_seconds"):
-        config.from_env({"NETSHIFT_RESYNC_SECONDS": "soon"})
+def test_one_default_image():
+    assert settings.OperatorSettings().agent_image == RenderSettings().agent_image == IMAGE
+
+
+@pytest.mark.parametrize(("command", "variable", "value"), [
+    (["operator"], "NETSHIFT_RESYNC_SECONDS", "soon"),
+    (["operator"], "NETSHIFT_METRICS_PORT", "x"),
+    (["operator"], "NETSHIFT_ROUTES_ENABLED", "maybe"),
+    (["operator"], "NETSHIFT_LOG_FORMAT", "xml"),
+    (["agent", "--config", "/x", "--dry-run"], "NETSHIFT_AGENT_HEALTH_PORT", "http"),
+    (["router", "--render", "/x"], "NETSHIFT_ROUTER_MAXCONN", "1.5"),
+])
+def test_invalid_setting_is_one_line_naming_variable_and_value(monkeypatch, capsys, command, variable, value):
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SystemExit) as exc:
+        cli.main(command)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"netshift: invalid {variable}={value!r}: ") and err.count("\n") == 1, err
+
+
+def test_invalid_setting_does_not_break_help_or_version(monkeypatch, capsys):
+    monkeypatch.setenv("NETSHIFT_RESYNC_SECONDS", "soon")
+    assert cli.main(["version"]) == 0
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["operator", "--help"])
+    assert exc.value.code == 0
+
+
+def test_docs_list_every_setting():
+    documented = set(re.findall(r"`(NETSHIFT_[A-Z0-9_]+)`", DOCS.read_text()))
+    for cls in (settings.OperatorSettings, settings.AgentSettings, settings.RouterSettings):
+        for field in cls.model_fields:
+            assert settings.env_name(field) in documented, field
+
+
+def test_one_json_log_schema_for_every_process_and_kopf():
+    record = logging.LogRecord("kopf.objects", logging.WARNING, __file__, 1, "failed %s", ("x",), None)
+    record.k8s_ref = {"namespace": "ns", "name": "r1"}
+    line = json.loads(logs.JsonFormatter().format(record))
+    assert set(line) == {"time", "level", "logger", "message", "object"}
+    assert (line["level"], line["logger"], line["message"]) == ("warning", "kopf.objects", "failed x")
+    assert logs.PlainFormatter().format(record).endswith("kopf.objects: failed x [ns/r1]")
+
+
+def test_registry_follows_the_settings():
+    def events(reg: kopf.OperatorRegistry) -> set[str]:
+        return {h.id for h in reg._watching.get_all_handlers()}
+
+    with_routes = events(app.registry(settings.OperatorSettings()))
+    without = events(app.registry(settings.OperatorSettings(routes_enabled=False)))
+    assert "netshift-route-admission" in with_routes - without
+    assert "egressrouter_event" in without
+    activities = {h.id for h in app.registry(settings.OperatorSettings())._activities.get_all_handlers()}
+    assert {"login_via_client", "house-settings", "egressrouter-controller", "netshift-route-index"} <= activities
 
 
 def test_house_settings_use_own_prefix_and_bounded_watches():
-    settings = kopf.OperatorSettings()
-    operator.configure_settings(settings)
-    assert settings.persistence.finalizer == "netshift.io/finalizer"
-    assert settings.persistence.progress_storage.prefix == "netshift.io"
-    assert settings.persistence.diffbase_storage.prefix == "netshift.io"
+    kopf_settings = kopf.OperatorSettings()
+    app.configure_settings(kopf_settings)
+    assert kopf_settings.persistence.finalizer == "netshift.io/finalizer"
+    assert kopf_settings.persistence.progress_storage.prefix == "netshift.io"
+    assert kopf_settings.persistence.diffbase_storage.prefix == "netshift.io"
     # Streams are bounded on both sides, so a dead connection cannot hang a watch forever.
-    assert settings.watching.server_timeout and settings.watching.client_timeout
-    assert settings.watching.client_timeout > settings.watching.server_timeout
-    assert settings.peering.standalone is True
+    assert kopf_settings.watching.server_timeout and kopf_settings.watching.client_timeout
+    assert kopf_settings.watching.client_timeout > kopf_settings.watching.server_timeout
+    assert kopf_settings.peering.standalone is True

@@ -1,7 +1,7 @@
 """Condition computation: reasons, messages, stable transition times, events."""
 from netshift.egressrouter import conditions as c
 from netshift.egressrouter.render import CONFIG_HASH_ANNOTATION
-from netshift.egressrouter.validate import Problem
+from netshift.egressrouter.spec import Problem
 
 HASH = "abc"
 NOW, LATER = "2026-01-01T00:00:00Z", "2026-01-01T00:05:00Z"

@@ -165,6 +165,28 @@ def test_invalid_spec_applies_nothing_and_reports():
     assert [w[0] for w in kube.writes].count("event") == 1  # a problem is news
 
 
+@pytest.mark.parametrize("changes, reason, field", [
+    ({"networkInterface": {"macvlan": {"mode": "Bridge", "master": "éééééééé"}}},  # 8 characters, 16 bytes
+     "InvalidMacvlanMaster", "spec.networkInterface.macvlan.master"),
+    ({"networkInterface": {"macvlan": {"mode": "Bridge", "master": ".."}}},
+     "InvalidMacvlanMaster", "spec.networkInterface.macvlan.master"),
+    ({"addresses": [{"ip": "192.168.12.99/255.255.255.0", "gateway": "192.168.12.1"}]},
+     "InvalidAddress", "spec.addresses[0].ip"),
+    ({"addresses": [{"ip": "fe80::1%eth0/64"}, {"ip": "192.168.12.99/24", "gateway": "192.168.12.1"}]},
+     "InvalidAddress", "spec.addresses[0].ip"),
+    ({"redirect": {"fallbackIP": "::ffff:127.0.0.1"}}, "InvalidFallbackIP", "spec.redirect.fallbackIP"),
+    ({"redirect": {"redirectRules": [{"destinationIP": "10.0.0.99", "port": 9180, "protocol": "TCP"}]}},
+     "InvalidPort", "spec.redirect.redirectRules[0].port"),  # the agent's health port
+])
+def test_specs_that_cannot_work_are_degraded_before_anything_is_applied(changes, reason, field):
+    cache, kube, rec = make(**changes)
+    rec.reconcile("ns", "egress")
+    assert [w for w in kube.writes if w[0] == "apply"] == []
+    degraded = next(c for c in cache.routers[("ns", "egress")]["status"]["conditions"] if c["type"] == "Degraded")
+    assert (degraded["status"], degraded["reason"]) == ("True", reason)
+    assert degraded["message"].startswith(f"{field}: "), degraded["message"]
+
+
 def test_nad_not_served_applies_nothing():
     _cache, kube, rec = make(served=False)
     rec.reconcile("ns", "egress")

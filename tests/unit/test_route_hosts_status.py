@@ -1,8 +1,8 @@
 """Host assignment, host/spec validation and the status entry."""
 from __future__ import annotations
 
-from netshift import config
 from netshift.route import admission, hosts, status, validation
+from netshift.settings import OperatorSettings
 from tests.support.routes import route
 
 
@@ -64,13 +64,15 @@ def test_spec_validation():
     assert validation.spec_errors(route(host="h.example.com", to={"kind": "", "name": "x"})) == []
 
 
-def test_policy_from_config():
-    cfg = config.from_env({"NETSHIFT_ROUTER_DOMAIN": "apps.x.io", "NETSHIFT_ALLOW_WILDCARD_ROUTES": "true",
-                           "NETSHIFT_ROUTER_DENIED_DOMAINS": "bad.io, worse.io."})
+def test_policy_from_config(monkeypatch):
+    for name, value in {"NETSHIFT_ROUTER_DOMAIN": "apps.x.io", "NETSHIFT_ALLOW_WILDCARD_ROUTES": "true",
+                        "NETSHIFT_ROUTER_DENIED_DOMAINS": "bad.io, worse.io."}.items():
+        monkeypatch.setenv(name, value)
+    cfg = OperatorSettings()
     policy = admission.policy_from_config(cfg)
     assert policy.domain == "apps.x.io" and policy.allow_wildcard_routes
     assert policy.denied_domains == {"bad.io", "worse.io"}
-    assert not admission.policy_from_config(config.OperatorConfig()).allow_wildcard_routes
+    assert not admission.policy_from_config(OperatorSettings(allow_wildcard_routes=False)).allow_wildcard_routes
 
 
 # --- status ---

@@ -10,10 +10,10 @@ from cryptography import x509
 
 from netshift.cli import build_parser, main
 from netshift.router import haproxy_config as hc
-from netshift.router.haproxy import Proc, parse_show_proc
+from netshift.router.haproxy import Proc, fit_maxconn, parse_show_proc
 from netshift.router.runner import default_certificate
 from netshift.router.store import ConfigStore
-from netshift.router_cli import fit_maxconn
+from netshift.settings import RouterSettings, load
 from tests.support import certs
 from tests.support.routes import served_route_obj
 
@@ -87,8 +87,10 @@ def test_cli_arguments_and_render(tmp_path: pathlib.Path, capsys) -> None:
     args = build_parser().parse_args(["router", "--router-name", "r1", "--http-port", "80", "--https-port", "443",
                                       "--stats-port", "0", "--config-dir", "/x", "--haproxy-bin", "/bin/h",
                                       "--default-certificate", "/c.pem", "--threads", "2"])
-    assert (args.router_name, args.http_port, args.https_port, args.stats_port, args.config_dir,
-            args.haproxy_bin, args.default_certificate, args.threads) == ("r1", 80, 443, 0, "/x", "/bin/h", "/c.pem", 2)
+    s = load(RouterSettings, args)
+    assert (s.router_name, s.router_http_port, s.router_https_port, s.router_stats_port, s.router_config_dir,
+            s.haproxy_bin, s.router_default_certificate, s.router_threads) == ("r1", 80, 443, 0, "/x", "/bin/h",
+                                                                              "/c.pem", 2)
     routes = tmp_path / "routes.json"
     routes.write_text(json.dumps({"kind": "List", "items": [served_route_obj("web", "web.example.com", router="r1"),
                                                             served_route_obj("other", "o.example.com")]}))

@@ -11,7 +11,7 @@ import ipaddress
 import logging
 from collections.abc import Iterable
 
-from netshift.agent.config import Address, IPAddress, RouterConfig
+from netshift.egressrouter.spec import Address, IPAddress, RouterConfig
 
 log = logging.getLogger("netshift.agent")
 

@@ -26,7 +26,7 @@ import dataclasses
 from collections.abc import Iterable
 from typing import Any
 
-from netshift.agent.config import FAMILIES, ConfigError, RouterConfig, Rule
+from netshift.egressrouter.spec import FAMILIES, RouterConfig, Rule
 
 TABLE = "netshift_egress"
 CHAINS = (  # name, type, hook, priority (dstnat=-100, filter=0, srcnat=100)
@@ -46,16 +46,6 @@ class CounterInfo:
     name: str
     kind: str                    # "connections", "traffic" or "rejected"
     labels: tuple[tuple[str, str], ...]
-
-
-def check_exempt_ports(cfg: RouterConfig, exempt_ports: Iterable[int]) -> None:
-    """A TCP rule on one of the agent's own ports would redirect its probes away: refuse it."""
-    exempt = set(exempt_ports)
-    for i, rule in enumerate(cfg.rules):
-        if rule.protocol == "tcp" and rule.port in exempt:
-            raise ConfigError(f"spec.redirect.redirectRules[{i}].port",
-                              f"TCP port {rule.port} is the agent's own health/metrics port; "
-                              "run the agent with other --health-port/--metrics-port values")
 
 
 def families(cfg: RouterConfig) -> tuple[str, ...]:
@@ -175,7 +165,6 @@ def table_objects(cfg: RouterConfig, family: str, *, pod_if: str, egress_if: str
 def desired(cfg: RouterConfig, *, pod_if: str, egress_if: str,
             exempt_ports: Iterable[int] = ()) -> dict[str, list[dict]]:
     """Desired tables by family ("ip", "ip6"); a family absent here must have no table."""
-    check_exempt_ports(cfg, exempt_ports)
     return {f: table_objects(cfg, f, pod_if=pod_if, egress_if=egress_if, exempt_ports=exempt_ports)
             for f in families(cfg)}
 
@@ -225,7 +214,6 @@ def _addr_port(addr: str, port: int | None, family: str) -> str:
 def render_script(cfg: RouterConfig, *, pod_if: str, egress_if: str,
                   exempt_ports: Iterable[int] = ()) -> str:
     """The ruleset as `nft -f` input; equivalent to `desired()` (a data-plane test checks it)."""
-    check_exempt_ports(cfg, exempt_ports)
     exempt = sorted(set(exempt_ports))
     lines: list[str] = []
     for family in FAMILIES.values():

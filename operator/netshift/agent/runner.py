@@ -21,7 +21,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from netshift.agent import nft, ruleset
 from netshift.agent import routes as net
-from netshift.agent.config import FAMILIES, ConfigError, RouterConfig, parse_text
+from netshift.agent.config import parse_text
+from netshift.egressrouter.spec import FAMILIES, ConfigError, RouterConfig
 
 log = logging.getLogger("netshift.agent")
 
@@ -60,8 +61,7 @@ class Agent:
         with open(self.config_path, encoding="utf-8") as f:
             text = f.read()
         digest = hashlib.sha256(text.encode()).hexdigest()
-        cfg = parse_text(text)
-        ruleset.check_exempt_ports(cfg, self.exempt_ports)
+        cfg = parse_text(text, agent_ports=self.exempt_ports)
         return digest, cfg
 
     # --- the one idempotent sync -------------------------------------------------------------------

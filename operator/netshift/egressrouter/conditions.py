@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from netshift.egressrouter.render import CONFIG_HASH_ANNOTATION
-from netshift.egressrouter.validate import Problem
+from netshift.egressrouter.spec import Problem
 from netshift.models.egressrouter import ConditionType
 
 TYPES = tuple(t.value for t in ConditionType)  # in the order they are written

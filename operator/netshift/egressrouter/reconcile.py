@@ -1,10 +1,10 @@
 """The one idempotent reconcile of an EgressRouter.
 
-validate → render → apply the children whose observed state does not already contain the rendered
-state (server-side apply, field manager `netshift`, force; a child the API server refuses to update is
-re-created, see `repair`) → read the pod → compute the status → patch it only if it changed, holding
-back a routine rollout's intermediate status for a few seconds (one status write per change when
-nothing is wrong) → post Events on problems and repairs.
+parse the spec (egressrouter.spec) → render → apply the children whose observed state does not already
+contain the rendered state (server-side apply, field manager `netshift`, force; a child the API server
+refuses to update is re-created, see `repair`) → read the pod → compute the status → patch it only if it
+changed, holding back a routine rollout's intermediate status for a few seconds (one status write per
+change when nothing is wrong) → post Events on problems and repairs.
 
 Observed state comes from a cache fed by watch events (kopf indexes, see the handlers), so an
 unchanged router costs no API request at all: no write, and no read either.
@@ -21,18 +21,19 @@ from typing import Any, Protocol
 from pydantic import ValidationError
 
 from netshift import metrics
-from netshift.agent.config import ConfigError, parse_spec
 from netshift.egressrouter import conditions as cond
 from netshift.egressrouter import repair
 from netshift.egressrouter.render import (
     AGENT_CONFIG_HASH_ANNOTATION,
+    AGENT_HEALTH_PORT,
+    AGENT_METRICS_PORT,
     CONFIG_HASH_ANNOTATION,
     NAD_KIND,
     Children,
     RenderSettings,
     render,
 )
-from netshift.egressrouter.validate import Problem, validate
+from netshift.egressrouter.spec import Problem, RouterConfig, parse
 from netshift.kube import Kube, error_message
 from netshift.models import rfc3339_now
 from netshift.models.egressrouter import KIND, EgressRouter
@@ -191,14 +192,12 @@ class Reconciler:
         router: EgressRouter | None = None
         try:
             router = EgressRouter.from_obj(dict(body))
-            problems = validate(name, router.spec)
+            parsed = parse({"metadata": {"name": name}, "spec": router.spec.to_dict()},
+                           default_master=self.settings.default_macvlan_master,
+                           agent_ports=(AGENT_HEALTH_PORT, AGENT_METRICS_PORT))
+            problems = () if isinstance(parsed, RouterConfig) else parsed
         except ValidationError as exc:
             problems = (Problem("InvalidSpec", "spec", f"cannot be read: {exc.errors()[0].get('msg')}"),)
-        if router is not None and not problems:
-            try:  # the agent must accept whatever we hand it; its parser has the last word
-                parse_spec(router.spec.to_dict())
-            except ConfigError as exc:
-                problems = (Problem("InvalidSpec", exc.field, str(exc)[len(exc.field) + 2:]),)
 
         nad_served = self.nad_served()
         deployment = self._observed("Deployment", namespace, name)

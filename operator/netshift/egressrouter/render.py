@@ -23,6 +23,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from netshift import IMAGE
 from netshift.models.egressrouter import API_VERSION, KIND, EgressRouter
 
 NAD_API_VERSION = "k8s.cni.cncf.io/v1"
@@ -39,7 +40,7 @@ POD_INTERFACE = "eth0"
 CONTAINER_NAME = "agent"
 CONFIG_DIR = "/etc/netshift"
 CONFIG_KEY = "egressrouter.json"
-# Agent endpoints: `netshift agent --health-port/--metrics-port` (operator/netshift/agent_cli.py).
+# Agent endpoints: `netshift agent --health-port/--metrics-port` (operator/netshift/agent/cli.py).
 AGENT_HEALTH_PORT = 9180
 AGENT_METRICS_PORT = 9181
 CNI_VERSION = "0.4.0"  # understood by every CNI plugin release since 0.8 and by Multus 3/4
@@ -51,7 +52,7 @@ MANAGED_BY = {"app.kubernetes.io/managed-by": "netshift"}
 class RenderSettings:
     """The operator configuration that rendering depends on."""
 
-    agent_image: str = "netshift:0.1.0"
+    agent_image: str = IMAGE
     agent_image_pull_policy: str = "IfNotPresent"
     default_macvlan_master: str | None = None
 

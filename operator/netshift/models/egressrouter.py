@@ -94,7 +94,7 @@ class L4RedirectRule(ApiModel):
     destination_ip: str = Field(alias="destinationIP")
     port: int
     protocol: str  # TCP | UDP | SCTP
-    target_port: int | None = None
+    target_port: int | None = None  # defaults to port (egressrouter.spec parses it)
 
 
 class RedirectConfig(ApiModel):

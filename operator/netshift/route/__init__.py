@@ -2,6 +2,6 @@
 
 Pure modules (no I/O): ``hosts`` (host assignment), ``validation`` (host and spec checks),
 ``tls`` (extended validation of inline PEM), ``admission`` (who gets a host), ``status``
-(the ``status.ingress`` entry and whether a patch is needed). ``netshift.handlers.route`` wires them
+(the ``status.ingress`` entry and whether a patch is needed). ``netshift.operator.route`` wires them
 to the API server.
 """

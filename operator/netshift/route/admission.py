@@ -23,6 +23,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 
 from netshift.models.route import Route, TLSTermination, WildcardPolicy
+from netshift.settings import OperatorSettings
 
 from . import hosts, tls, validation
 
@@ -315,10 +316,10 @@ class AdmissionIndex:
         return decisions
 
 
-def policy_from_config(cfg) -> Policy:
-    """The admission policy of an ``OperatorConfig``."""
-    def domains(text: str) -> frozenset[str]:
-        return frozenset(d.strip().lower().strip(".") for d in text.split(",") if d.strip())
+def policy_from_config(cfg: OperatorSettings) -> Policy:
+    """The admission policy of the operator's settings."""
+    def domains(names: tuple[str, ...]) -> frozenset[str]:
+        return frozenset(d.lower().strip(".") for d in names)
     return Policy(
         domain=cfg.router_domain,
         disable_namespace_ownership_check=cfg.disable_namespace_ownership_check,

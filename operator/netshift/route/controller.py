@@ -1,7 +1,7 @@
 """The route admission loop: observed routes in, spec.host and status patches out.
 
 Not pure (it owns in-memory state and issues writes through a small ``RouteApi``), but it does
-not know kopf: ``netshift.handlers.route`` feeds it. The flow:
+not know kopf: ``netshift.operator.route`` feeds it. The flow:
 
 - ``observe(body)`` is fed by one LIST at startup and then by every watch event, so the index is
   complete before the first decision: a restart re-derives every decision from the full set and,

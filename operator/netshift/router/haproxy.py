@@ -16,6 +16,8 @@ import dataclasses
 import logging
 import os
 import re
+import resource
+import shutil
 import signal
 import socket
 import subprocess
@@ -26,6 +28,29 @@ log = logging.getLogger("netshift.router.haproxy")
 
 class HAProxyError(RuntimeError):
     pass
+
+
+def find_binary(name: str) -> str | None:
+    """``name`` as a path, or found on PATH or in the sbin directories (Debian's haproxy)."""
+    return shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin:/usr/local/sbin")
+
+
+def fit_maxconn(maxconn: int) -> int:
+    """``maxconn`` HAProxy can have with this process's file descriptor limit (raised to the hard
+    limit when needed): HAProxy needs about two descriptors per connection and refuses to start when
+    an explicit maxconn does not fit."""
+    need = 2 * maxconn + 1024
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < need:
+        target = need if hard == resource.RLIM_INFINITY else min(need, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    if soft != resource.RLIM_INFINITY and soft < need:
+        return max(1, (soft - 1024) // 2)
+    return maxconn
 
 
 def _die_with_parent() -> None:

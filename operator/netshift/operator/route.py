@@ -1,4 +1,5 @@
-"""kopf wiring of Route admission (the logic lives in ``netshift.route``).
+"""kopf wiring of Route admission (``netshift.route``; the controller is ``memo.route``), registered
+only when Route support is enabled: without the Route RBAC the startup LIST would be retried forever.
 
 Only a startup handler and an event handler: no on.create/on.update handlers, so kopf writes no
 progress or diff-base annotations and an idle cluster sees no writes at all.
@@ -11,16 +12,16 @@ quadratic in the number of routes, minutes at 10,000.)
 """
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import kopf
 
-from netshift import config, metrics
+from netshift import metrics
 from netshift.models.route import GROUP, PLURAL, VERSION
 from netshift.route import admission
 from netshift.route.api import KubeRouteApi
 from netshift.route.controller import RouteAdmissionController
+from netshift.settings import OperatorSettings
 
 
 class _Metrics:
@@ -34,28 +35,27 @@ class _Metrics:
         metrics.ADMISSIONS.labels(reason).inc()
 
 
-@functools.cache
-def controller() -> RouteAdmissionController:
-    cfg = config.current()
+def _controller(settings: OperatorSettings) -> RouteAdmissionController:
     api = KubeRouteApi()
     return RouteAdmissionController(
-        policy=admission.policy_from_config(cfg), router_name=cfg.router_name,
-        canonical_hostname=cfg.router_canonical_hostname, api=api,
+        policy=admission.policy_from_config(settings), router_name=settings.router_name,
+        canonical_hostname=settings.router_canonical_hostname, api=api,
         on_transition=api.post_transition, metrics=_Metrics())
 
 
-async def route_startup(memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
-    ctrl = controller()
-    namespaces = list(getattr(memo, "namespaces", None) or [])
+async def _startup(memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
+    if "route" not in memo:  # kopf retries a failed startup handler
+        memo.route = _controller(memo.settings)
+    ctrl = memo.route
     api = ctrl.api
     assert isinstance(api, KubeRouteApi)
-    for body in await api.list_routes(namespaces):
+    for body in await api.list_routes(list(memo.settings.namespaces)):
         ctrl.observe(body)
     logger.info("route admission: %d routes indexed", len(ctrl.observed))
 
 
-async def route_event(event: kopf.RawEvent, **_: Any) -> None:
-    ctrl = controller()
+async def _event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    ctrl = memo.route
     obj = event["object"]
     if event["type"] == "DELETED":
         meta = obj.get("metadata") or {}
@@ -65,7 +65,6 @@ async def route_event(event: kopf.RawEvent, **_: Any) -> None:
         ctrl.kick(ctrl.observe(dict(obj)))
 
 
-# Registered only when enabled: without the Route RBAC the startup LIST would be retried forever.
-if config.current().routes_enabled:
-    kopf.on.startup(id="netshift-route-index")(route_startup)
-    kopf.on.event(GROUP, VERSION, PLURAL, id="netshift-route-admission")(route_event)
+def register(registry: kopf.OperatorRegistry) -> None:
+    kopf.on.startup(id="netshift-route-index", registry=registry)(_startup)
+    kopf.on.event(GROUP, VERSION, PLURAL, id="netshift-route-admission", registry=registry)(_event)
