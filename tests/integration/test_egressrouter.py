@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
-from netshift import config
 from netshift.egressrouter.reconcile import contains
 from netshift.egressrouter.render import RenderSettings, render
 from netshift.models.egressrouter import EgressRouter
+from netshift.settings import OperatorSettings
 from tests.support.cluster import start_operator, stop_operator
 from tests.support.egressrouters import router_obj
 from tests.support.metrics import metric_sum, scrape
@@ -190,7 +190,7 @@ def test_edited_child_is_repaired_within_seconds(cluster, namespace, er_operator
 def rendered(cluster, ns: str, name: str) -> dict[str, dict]:
     """The children as the operator renders them for the router as it is now (same configuration)."""
     router = get(cluster, "egressrouters.network.operator.openshift.io", ns, name)
-    cfg = config.from_env()
+    cfg = OperatorSettings()
     settings = RenderSettings(agent_image=cfg.agent_image, agent_image_pull_policy=cfg.agent_image_pull_policy,
                               default_macvlan_master=cfg.default_macvlan_master)
     return dict(render(EgressRouter.from_obj(router), settings).items())
