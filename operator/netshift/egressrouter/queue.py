@@ -68,6 +68,3 @@ class WorkQueue:
         if key in self._dirty:
             self._dirty.discard(key)
             self.add(key)
-
-    def idle(self) -> bool:
-        return not self._queued and not self._active

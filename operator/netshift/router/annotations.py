@@ -27,10 +27,6 @@ RATE_LIMIT_RATE_HTTP = "haproxy.router.openshift.io/rate-limit-connections.rate-
 POD_CONCURRENT_CONNECTIONS = "haproxy.router.openshift.io/pod-concurrent-connections"
 HEALTH_CHECK_INTERVAL = "router.openshift.io/haproxy.health.check.interval"
 
-SUPPORTED = (TIMEOUT, TIMEOUT_TUNNEL, BALANCE, IP_ALLOWLIST, IP_WHITELIST, HSTS_HEADER, DISABLE_COOKIES,
-             COOKIE_NAME, COOKIE_SAME_SITE, REWRITE_TARGET, RATE_LIMIT, RATE_LIMIT_CONCURRENT_TCP,
-             RATE_LIMIT_RATE_TCP, RATE_LIMIT_RATE_HTTP, POD_CONCURRENT_CONNECTIONS, HEALTH_CHECK_INTERVAL)
-
 BALANCE_ALGORITHMS = ("roundrobin", "leastconn", "source", "random")
 _TIME_RE = re.compile(r"([1-9][0-9]*)(us|ms|s|m|h|d)?")
 _COOKIE_RE = re.compile(r"[a-zA-Z0-9_-]+")

@@ -41,10 +41,6 @@ class ServedRoute:
     external_certificate: str = ""  # spec.tls.externalCertificate.name (a Secret in the namespace)
 
     @property
-    def key_name(self) -> str:
-        return f"{self.namespace}:{self.name}"
-
-    @property
     def annotation_map(self) -> dict[str, str]:
         return dict(self.annotations)
 
