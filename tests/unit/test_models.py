@@ -10,22 +10,9 @@ import pydantic
 import pytest
 import yaml
 
-from netshift.models import (
-    EgressRouter,
-    EgressRouterSpec,
-    EgressRouterStatus,
-    EgressRouterStatusCondition,
-    ObjectMeta,
-    Route,
-    RouteIngress,
-    RouteIngressCondition,
-    RouteSpec,
-    RouteStatus,
-    RouteTargetReference,
-    egressrouter,
-    rfc3339_now,
-    route,
-)
+from netshift.models import EgressRouter, ObjectMeta, Route, egressrouter, rfc3339_now, route
+from netshift.models.egressrouter import EgressRouterSpec, EgressRouterStatus, EgressRouterStatusCondition
+from netshift.models.route import RouteIngress, RouteIngressCondition, RouteSpec, RouteStatus, RouteTargetReference
 
 TESTS = pathlib.Path(__file__).resolve().parent.parent
 REPO = TESTS.parent
