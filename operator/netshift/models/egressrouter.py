@@ -13,28 +13,6 @@ from pydantic import Field
 
 from ._base import ApiModel, KubeObject
 
-__all__ = [
-    "API_VERSION",
-    "DEFAULT_MACVLAN_MODE",
-    "GROUP",
-    "KIND",
-    "PLURAL",
-    "VERSION",
-    "ConditionType",
-    "EgressRouter",
-    "EgressRouterAddress",
-    "EgressRouterInterface",
-    "EgressRouterMode",
-    "EgressRouterSpec",
-    "EgressRouterStatus",
-    "EgressRouterStatusCondition",
-    "L4RedirectRule",
-    "MacvlanConfig",
-    "MacvlanMode",
-    "Protocol",
-    "RedirectConfig",
-]
-
 GROUP = "network.operator.openshift.io"
 VERSION = "v1"
 API_VERSION = f"{GROUP}/{VERSION}"

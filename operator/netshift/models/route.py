@@ -14,35 +14,6 @@ from pydantic import Field
 
 from ._base import ApiModel, KubeObject
 
-__all__ = [
-    "ADMITTED",
-    "API_VERSION",
-    "DEFAULT_WEIGHT",
-    "GROUP",
-    "KIND",
-    "PLURAL",
-    "VERSION",
-    "HeaderActionType",
-    "InsecureEdgeTerminationPolicy",
-    "LocalObjectReference",
-    "Route",
-    "RouteHTTPHeader",
-    "RouteHTTPHeaderActionUnion",
-    "RouteHTTPHeaderActions",
-    "RouteHTTPHeaders",
-    "RouteIngress",
-    "RouteIngressCondition",
-    "RoutePort",
-    "RouteSetHTTPHeader",
-    "RouteSpec",
-    "RouteStatus",
-    "RouteTargetReference",
-    "TLSConfig",
-    "TLSTermination",
-    "WildcardPolicy",
-    "admitted_condition",
-]
-
 GROUP = "route.openshift.io"
 VERSION = "v1"
 API_VERSION = f"{GROUP}/{VERSION}"
