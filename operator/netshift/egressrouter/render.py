@@ -84,11 +84,7 @@ class Children:
 
 def labels(name: str) -> dict[str, str]:
     """Labels of every child: the recommended app.kubernetes.io set."""
-    return {
-        "app.kubernetes.io/name": "egress-router",
-        "app.kubernetes.io/instance": name,
-        **MANAGED_BY,
-    }
+    return {**selector(name), **MANAGED_BY}
 
 
 def selector(name: str) -> dict[str, str]:

@@ -228,8 +228,9 @@ def _addresses(raw: Any, add: Add) -> list[Address]:
         if not isinstance(item, dict):
             add("InvalidSpec", field, "must be a mapping with ip and gateway")
             continue
-        iface = _interface(item.get("ip"), f"{field}.ip", add)
-        if iface is None:
+        iface = _parse_interface(item.get("ip"))
+        if isinstance(iface, str):
+            add("InvalidAddress", f"{field}.ip", f"{_q(item.get('ip'))} {iface}")
             continue
         if any(other.interface.ip == iface.ip for other in out):
             add("DuplicateAddress", f"{field}.ip", f"{iface.ip} is listed twice")
@@ -247,16 +248,9 @@ def _addresses(raw: Any, add: Add) -> list[Address]:
     return out
 
 
-def _interface(raw: Any, field: str, add: Add) -> IPInterface | None:
-    parsed = _parse_interface(raw.strip() if isinstance(raw, str) else "")
-    if isinstance(parsed, str):
-        add("InvalidAddress", field, f"{_q(raw)} {parsed}")
-        return None
-    return parsed
-
-
-def _parse_interface(text: str) -> IPInterface | str:
+def _parse_interface(raw: Any) -> IPInterface | str:
     """The interface of a CIDR, or what is wrong with it."""
+    text = raw.strip() if isinstance(raw, str) else ""
     if "/" not in text:
         return "is not a CIDR (expected address/prefix, like 192.168.12.99/24)"
     if not _CIDR.fullmatch(text):

@@ -69,7 +69,6 @@ class ApiError(Exception):
     not_found = property(lambda self: self.status == 404)
     conflict = property(lambda self: self.status == 409)  # stale resourceVersion or field owners
     gone = property(lambda self: self.status == 410)  # expired resourceVersion: list again
-    invalid = property(lambda self: self.status == 422)
 
     @classmethod
     def of(cls, exc: ApiException) -> ApiError:

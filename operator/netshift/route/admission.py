@@ -22,7 +22,7 @@ import dataclasses
 from collections import defaultdict
 from collections.abc import Iterable
 
-from netshift.models.route import Route, TLSTermination, WildcardPolicy
+from netshift.models.route import ADMITTED, Route, TLSTermination, WildcardPolicy
 from netshift.settings import OperatorSettings
 
 from . import hosts, tls, validation
@@ -32,7 +32,6 @@ INVALID_HOST = "InvalidHost"
 ROUTE_NOT_ADMITTED = "RouteNotAdmitted"
 HOST_ALREADY_CLAIMED = "HostAlreadyClaimed"
 EXTENDED_VALIDATION_FAILED = "ExtendedValidationFailed"
-ADMITTED = "Admitted"  # the metrics label of admitted routes (the condition has no reason then)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +54,7 @@ class Decision:
 
     @property
     def metric_reason(self) -> str:
+        """The metrics label: an admitted route's condition has no reason, so its type stands in."""
         return ADMITTED if self.admitted else (self.reason or "Unknown")
 
 

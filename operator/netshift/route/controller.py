@@ -309,8 +309,6 @@ def _strip_times(ingress: list[dict[str, Any]]) -> str:
 
 
 def _decision_of(entry: dict[str, Any] | None) -> Decision | None:
-    if not entry:
-        return None
     cond = admitted_condition(entry)
     if cond is None:
         return None
