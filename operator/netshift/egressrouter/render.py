@@ -50,8 +50,6 @@ MANAGED_BY = {"app.kubernetes.io/managed-by": "netshift"}
 
 @dataclasses.dataclass(frozen=True)
 class RenderSettings:
-    """The operator configuration that rendering depends on."""
-
     agent_image: str = IMAGE
     agent_image_pull_policy: str = "IfNotPresent"
     default_macvlan_master: str | None = None

@@ -81,8 +81,6 @@ class RedirectConfig(ApiModel):
 
 
 class EgressRouterSpec(ApiModel):
-    """``spec`` of an EgressRouter."""
-
     mode: str | None = None  # Redirect (the CRD defaults it)
     redirect: RedirectConfig | None = None
     network_interface: EgressRouterInterface | None = None  # defaulted by the CRD

@@ -103,8 +103,6 @@ class RouteHTTPHeaders(ApiModel):
 
 
 class RouteSpec(ApiModel):
-    """``spec`` of a Route."""
-
     host: str | None = None
     subdomain: str | None = None
     path: str | None = None

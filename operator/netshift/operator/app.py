@@ -44,7 +44,6 @@ def configure_settings(settings: kopf.OperatorSettings, **_: Any) -> None:
 
 
 def registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
-    """The handlers this configuration needs."""
     reg = kopf.OperatorRegistry()
     kopf.on.login(registry=reg)(kopf.login_via_client)  # what kopf's default registry would use
     kopf.on.startup(id="house-settings", registry=reg)(configure_settings)

@@ -36,8 +36,6 @@ EXTENDED_VALIDATION_FAILED = "ExtendedValidationFailed"
 
 @dataclasses.dataclass(frozen=True)
 class Policy:
-    """The router's admission settings."""
-
     domain: str = "apps.netshift.local"
     disable_namespace_ownership_check: bool = False
     allow_wildcard_routes: bool = True
@@ -317,7 +315,6 @@ class AdmissionIndex:
 
 
 def policy_from_config(cfg: OperatorSettings) -> Policy:
-    """The admission policy of the operator's settings."""
     def domains(names: tuple[str, ...]) -> frozenset[str]:
         return frozenset(d.lower().strip(".") for d in names)
     return Policy(

@@ -105,7 +105,6 @@ def host_errors(host: str, allow_non_dns_compliant: bool = False, path: str = "s
 
 
 def invalid_host_message(errors: list[str]) -> str:
-    """The router's ``InvalidHost`` message."""
     return "host name validation errors: " + ", ".join(errors)
 
 
