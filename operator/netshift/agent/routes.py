@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import logging
+import pathlib
 from collections.abc import Iterable
 
 from netshift.egressrouter.spec import Address, IPAddress, RouterConfig
@@ -157,12 +158,10 @@ def ensure_forwarding(versions: Iterable[int]) -> list[str]:
     for v in versions:
         path = SYSCTLS[v]
         name = path.removeprefix("/proc/sys/").replace("/", ".")
-        with open(path) as f:
-            if f.read().strip() == "1":
-                continue
+        if pathlib.Path(path).read_text().strip() == "1":
+            continue
         try:
-            with open(path, "w") as f:
-                f.write("1")
+            pathlib.Path(path).write_text("1")
         except OSError as exc:
             raise NetError(f"{name} is 0 and cannot be set ({exc.strerror}); the router pod's "
                            "NetworkAttachmentDefinition must set it with the tuning plugin") from None

@@ -10,6 +10,7 @@ import hashlib
 import http.server
 import json
 import logging
+import pathlib
 import signal
 import socket
 import threading
@@ -58,8 +59,7 @@ class Agent:
 
     def read_config(self) -> tuple[str, RouterConfig]:
         """(content hash, parsed config); raises ConfigError or OSError."""
-        with open(self.config_path, encoding="utf-8") as f:
-            text = f.read()
+        text = pathlib.Path(self.config_path).read_text(encoding="utf-8")
         digest = hashlib.sha256(text.encode()).hexdigest()
         cfg = parse_text(text, agent_ports=self.exempt_ports)
         return digest, cfg
@@ -294,8 +294,7 @@ def run(agent: Agent, *, resync_seconds: float, poll_seconds: float = 1.0,
 def _reload(agent: Agent, digest: str, cfg: RouterConfig) -> tuple[str, RouterConfig, bool]:
     """New content -> new config. A config that cannot be applied keeps the last good rules running."""
     try:
-        with open(agent.config_path, "rb") as f:
-            new_digest = hashlib.sha256(f.read()).hexdigest()
+        new_digest = hashlib.sha256(pathlib.Path(agent.config_path).read_bytes()).hexdigest()
     except OSError as exc:
         log.warning("cannot read config %s: %s", agent.config_path, exc)
         return digest, cfg, False

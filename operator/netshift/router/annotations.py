@@ -130,6 +130,6 @@ def parse(annotations: Mapping[str, str]) -> RouteOptions:
         cookie_same_site=same_site if same_site in ("Lax", "Strict", "None") else "None",
         rewrite_target=rewrite if _REWRITE_RE.fullmatch(rewrite) else None,
         rate_limit=rate,
-        pod_maxconn=maxconn if maxconn else None,
+        pod_maxconn=maxconn or None,
         check_interval=timeout(a.get(HEALTH_CHECK_INTERVAL)),
     )

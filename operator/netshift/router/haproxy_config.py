@@ -166,8 +166,7 @@ def server_name(service: str, e: Endpoint) -> str:
 
 
 def pem_bundle(*parts: str) -> str:
-    out = "".join(p.strip() + "\n" for p in parts if p and p.strip())
-    return out
+    return "".join(p.strip() + "\n" for p in parts if p and p.strip())
 
 
 # --- the backend of one route -----------------------------------------------------------------------
