@@ -182,9 +182,8 @@ class _Server:
 def route_servers(route: ServedRoute,
                   endpoints: Mapping[tuple[str, str], Sequence[Endpoint]]) -> list[_Server]:
     """The servers of a route's backend, weights applied (passthrough drops weight-0 servers)."""
-    chosen: dict[str, list[Endpoint]] = {}
-    for service in route.services:
-        chosen[service] = select_port(endpoints.get((route.namespace, service), ()), route.target_port)
+    chosen = {service: select_port(endpoints.get((route.namespace, service), ()), route.target_port)
+              for service in route.services}
     weights = endpoint_weights(route.backends, {s: len(eps) for s, eps in chosen.items()})
     servers: list[_Server] = []
     seen: set[str] = set()
@@ -320,9 +319,7 @@ def render_backend(route: ServedRoute, endpoints: Mapping[tuple[str, str], Seque
         else:
             ca = settings.default_destination_ca or "@system-ca"
         ssl_opts = f" ssl verify required ca-file {ca}"
-    check = ""
-    if active_servers > 1:
-        check = f" check inter {opts.check_interval or '5000ms'}"
+    check = f" check inter {opts.check_interval or '5000ms'}" if active_servers > 1 else ""
     maxconn = f" maxconn {opts.pod_maxconn}" if opts.pod_maxconn else ""
     for s in servers:
         cookie = f" cookie {s.cookie}" if route.termination != Termination.PASSTHROUGH and opts.cookies else ""
