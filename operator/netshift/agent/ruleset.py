@@ -117,9 +117,8 @@ def table_objects(cfg: RouterConfig, family: str, *, pod_if: str, egress_if: str
     base = {"family": family, "table": TABLE}
 
     objs: list[dict] = [{"table": {"family": family, "name": TABLE}}]
-    for c in counters(cfg):
-        if c.family == family:
-            objs.append({"counter": {"family": family, "name": c.name, "table": TABLE}})
+    objs += [{"counter": {"family": family, "name": c.name, "table": TABLE}}
+             for c in counters(cfg) if c.family == family]
     for name, ctype, hook, prio in CHAINS:
         objs.append({"chain": {**base, "name": name, "type": ctype, "hook": hook, "prio": prio,
                                "policy": "accept"}})
@@ -179,10 +178,8 @@ def transaction(tables: dict[str, list[dict]]) -> dict:
     cmds: list[dict] = []
     for family in FAMILIES.values():
         ident = {"family": family, "name": TABLE}
-        cmds.append({"add": {"table": dict(ident)}})
-        cmds.append({"delete": {"table": dict(ident)}})
-        for obj in tables.get(family, []):
-            cmds.append({"add": obj})
+        cmds += [{"add": {"table": dict(ident)}}, {"delete": {"table": dict(ident)}}]
+        cmds += [{"add": obj} for obj in tables.get(family, [])]
     return {"nftables": cmds}
 
 
@@ -225,9 +222,7 @@ def render_script(cfg: RouterConfig, *, pod_if: str, egress_if: str,
         from_pod = f'iifname "{pod_if}" fib daddr type local'
         ports = "{ " + ", ".join(map(str, exempt)) + " }" if len(exempt) > 1 else "".join(map(str, exempt))
         lines.append(f"table {family} {TABLE} {{")
-        for c in counters(cfg):
-            if c.family == family:
-                lines.append(f"  counter {c.name} {{ }}")
+        lines += [f"  counter {c.name} {{ }}" for c in counters(cfg) if c.family == family]
         body: dict[str, list[str]] = {name: [] for name, *_ in CHAINS}
         for r in rules:
             body["prerouting"].append(f"{from_pod} {r.protocol} dport {r.port} counter name \"c_{r.key}\" "
