@@ -81,9 +81,7 @@ def ensure_link_up(ipr, index: int) -> bool:
 
 def ensure_addresses(ipr, index: int, addresses: Iterable[Address]) -> list[str]:
     """Add the spec's addresses that are missing, keeping their prefix; returns what was added."""
-    present = {}
-    for msg in ipr.get_addr(index=index):
-        present[msg.get_attr("IFA_ADDRESS")] = msg["prefixlen"]
+    present = {msg.get_attr("IFA_ADDRESS"): msg["prefixlen"] for msg in ipr.get_addr(index=index)}
     added = []
     for a in addresses:
         ip = str(a.interface.ip)

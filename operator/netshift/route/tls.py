@@ -137,12 +137,8 @@ def is_self_signed(cert: x509.Certificate) -> bool:
 
 
 def weak_signature_errors(certs: list[x509.Certificate]) -> list[str]:
-    errs = []
-    for cert in certs:
-        weak = _WEAK.get(cert.signature_algorithm_oid)
-        if weak and not is_self_signed(cert):
-            errs.append(f"router does not support CA-signed certs using {weak}")
-    return errs
+    return [f"router does not support CA-signed certs using {_WEAK[cert.signature_algorithm_oid]}"
+            for cert in certs if cert.signature_algorithm_oid in _WEAK and not is_self_signed(cert)]
 
 
 def verifies_against(leaf: x509.Certificate, pool: list[x509.Certificate]) -> bool:
@@ -181,8 +177,6 @@ def _key_field_errors(key_pem: str) -> tuple[list[str], object | None]:
     if problem:
         return [invalid(path, redacted, problem)], None
     blocks = pem_blocks(key_pem)
-    if not blocks:
-        return [invalid(path, redacted, "tls: failed to find any PEM data in key input")], None
     others = [b.type for b in blocks if b.type not in _PRIVATE_KEY_TYPES | _IGNORED_TYPES]
     keys = [b for b in blocks if b.type in _PRIVATE_KEY_TYPES]
     if not keys and "CERTIFICATE" in others:
