@@ -210,13 +210,10 @@ def _wildcard_conflict(c: Candidate, wildcards: dict[str, list[Candidate]],
 
 def _host_conflict(c: Candidate, admitted: list[Candidate], ownership: bool) -> Decision | None:
     for a in admitted:
-        if ownership and a.namespace != c.namespace:
+        if a.namespace != c.namespace and (ownership or _conflicts(a, c)):
             return reject(HOST_ALREADY_CLAIMED,
                           f"a route in another namespace holds {c.host} and is older than {c.name}")
         if _conflicts(a, c):
-            if a.namespace != c.namespace:
-                return reject(HOST_ALREADY_CLAIMED,
-                              f"a route in another namespace holds {c.host} and is older than {c.name}")
             return reject(HOST_ALREADY_CLAIMED, f"route {a.name} already exposes {c.host} and is older")
     return None
 
