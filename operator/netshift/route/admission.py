@@ -232,9 +232,6 @@ class AdmissionIndex:
         self._by_domain: dict[str, set[str]] = defaultdict(set)
         self._wildcards: dict[str, int] = defaultdict(int)  # competing wildcard routes by domain
 
-    def __len__(self) -> int:
-        return len(self.candidates)
-
     def get(self, uid: str) -> Candidate | None:
         return self.candidates.get(uid)
 

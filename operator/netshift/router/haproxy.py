@@ -72,8 +72,7 @@ def check(binary: str, config_path: str, timeout: float = 60) -> tuple[bool, str
     """``haproxy -c``: (valid, messages)."""
     proc = subprocess.run([binary, "-c", "-f", config_path], capture_output=True, text=True,
                           timeout=timeout)
-    out = (proc.stdout + proc.stderr).strip()
-    return proc.returncode == 0, out
+    return proc.returncode == 0, (proc.stdout + proc.stderr).strip()
 
 
 def version(binary: str) -> str:
