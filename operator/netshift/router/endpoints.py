@@ -44,8 +44,7 @@ def service_of(slice_obj: Mapping[str, Any]) -> tuple[str, str] | None:
 
 def _ready(endpoint: Mapping[str, Any]) -> bool:
     # "ready": nil means ready (the API's documented interpretation); terminating pods are not ready.
-    conditions = endpoint.get("conditions") or {}
-    return conditions.get("ready") is not False
+    return (endpoint.get("conditions") or {}).get("ready") is not False
 
 
 def endpoints_from_slices(slices: Iterable[Mapping[str, Any]]) -> list[Endpoint]:
@@ -95,10 +94,5 @@ def endpoint_weights(backends: Sequence[tuple[str, int]], counts: Mapping[str, i
         total[name] = total.get(name, 0) + max(0, int(weight))
     per_endpoint = {name: (w / counts[name] if counts.get(name) else 0.0) for name, w in total.items()}
     top = max(per_endpoint.values(), default=0.0)
-    out: dict[str, int] = {}
-    for name, w in per_endpoint.items():
-        if w <= 0 or top <= 0:
-            out[name] = 0
-        else:
-            out[name] = max(1, min(MAX_WEIGHT, int(w * MAX_WEIGHT / top)))
-    return out
+    return {name: max(1, min(MAX_WEIGHT, int(w * MAX_WEIGHT / top))) if w > 0 and top > 0 else 0
+            for name, w in per_endpoint.items()}

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import pathlib
 import signal
 import threading
@@ -23,7 +22,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 
 from . import haproxy, haproxy_config
 from .state import RouterState
-from .store import ConfigStore
+from .store import ConfigStore, write_private
 
 log = logging.getLogger("netshift.router")
 
@@ -170,9 +169,7 @@ def default_certificate(path: str | None, config_dir: str, names: list[str]) -> 
         from .certs import self_signed
         text = self_signed(names).bundle
         log.info("no default certificate given: using a self-signed one for %s", ", ".join(names))
-    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
+    write_private(out, text)
     return str(out)
 
 

@@ -18,7 +18,8 @@ from .haproxy_config import Rendered
 SLOTS = ("a", "b")
 
 
-def _write(path: pathlib.Path, content: str, mode: int = 0o600) -> None:
+def write_private(path: pathlib.Path, content: str, mode: int = 0o600) -> None:
+    """Atomically (a temporary file renamed over it), readable by the owner only by default."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
@@ -57,13 +58,13 @@ class ConfigStore:
             shutil.rmtree(slot)
         slot.mkdir(parents=True)
         for rel, content in rendered.files.items():
-            _write(slot / rel, content)
-        _write(slot / "haproxy.cfg", rendered.config)
+            write_private(slot / rel, content)
+        write_private(slot / "haproxy.cfg", rendered.config)
         return str(slot / "haproxy.cfg")
 
     def commit(self, rendered: Rendered, files_dir: str) -> str:
         """Make the staged configuration the one the master runs."""
-        _write(pathlib.Path(self.config_path), rendered.config)
+        write_private(pathlib.Path(self.config_path), rendered.config)
         self.active = pathlib.Path(files_dir).name
         self._installed = self._normalized(rendered, files_dir)
         return self.config_path
