@@ -226,7 +226,6 @@ def _handler(agent: Agent):
 
 class _DualStackServer(http.server.ThreadingHTTPServer):
     address_family = socket.AF_INET6
-    daemon_threads = True
 
     def server_bind(self) -> None:
         self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
@@ -238,14 +237,13 @@ def serve(agent: Agent, bind: str, port: int) -> http.server.ThreadingHTTPServer
     handler = _handler(agent)
     if bind:
         cls = type("_S", (http.server.ThreadingHTTPServer,),
-                   {"daemon_threads": True, "address_family": socket.AF_INET6 if ":" in bind else socket.AF_INET})
+                   {"address_family": socket.AF_INET6 if ":" in bind else socket.AF_INET})
         server = cls((bind, port), handler)
     else:
         try:
             server = _DualStackServer(("::", port), handler)
         except OSError:  # no IPv6 in this namespace
             server = http.server.ThreadingHTTPServer(("0.0.0.0", port), handler)
-            server.daemon_threads = True
     threading.Thread(target=server.serve_forever, name=f"http-{port}", daemon=True).start()
     return server
 
