@@ -142,9 +142,7 @@ def tls_errors(route: Route) -> list[str]:
         if tls.destination_ca_certificate:
             errs.append(invalid(f"{p}.destinationCACertificate", "redacted destination ca certificate data",
                                 "edge termination does not support destination certificates"))
-    elif tls.termination == TLSTermination.REENCRYPT:
-        pass
-    else:
+    elif tls.termination != TLSTermination.REENCRYPT:  # reencrypt may carry every field
         errs.append(not_supported(f"{p}.termination", tls.termination, _TERMINATIONS))
     if (tls.termination in (TLSTermination.EDGE, TLSTermination.REENCRYPT)
             and tls.insecure_edge_termination_policy not in (None, "", *Insecure)):

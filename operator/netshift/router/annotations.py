@@ -87,7 +87,6 @@ def ip_list(value: str | None) -> tuple[str, ...] | None:
     words = (value or "").split()
     if not words:
         return None
-    out = []
     for w in words:
         try:
             if "/" in w:
@@ -96,8 +95,7 @@ def ip_list(value: str | None) -> tuple[str, ...] | None:
                 ipaddress.ip_address(w)
         except ValueError:
             return None
-        out.append(w)
-    return tuple(out)
+    return tuple(words)
 
 
 def _int(value: str | None) -> int | None:
