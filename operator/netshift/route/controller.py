@@ -97,10 +97,6 @@ class RouteAdmissionController:
         """Record a route as the API server has it (ADDED/MODIFIED/listed); returns its key."""
         meta = body.get("metadata") or {}
         uid = meta.get("uid") or f"{meta.get('namespace')}/{meta.get('name')}"
-        self._observe(uid, meta, body)
-        return uid
-
-    def _observe(self, uid: str, meta: dict[str, Any], body: dict[str, Any]) -> None:
         spec = body.get("spec") or {}
         annotations = meta.get("annotations") or {}
         prev = self.observed.get(uid)
@@ -118,7 +114,7 @@ class RouteAdmissionController:
                meta.get("creationTimestamp"))
         if prev is not None and prev.cache_key == key and key[0] is not None and uid not in self.host_writes:
             obs.cache_key = key
-            return
+            return uid
         obs.cache_key = key
         self.host_writes.pop(uid, None)
         route = Route.from_obj(body)
@@ -141,9 +137,10 @@ class RouteAdmissionController:
                 # Not served until the host is in the spec; the write brings a new event.
                 self.host_writes[uid] = write
                 self._replace(uid, None)
-                return
+                return uid
             host_override = write.host  # reported as InvalidHost, never written
         self._replace(uid, admission.candidate(route, self.policy, host=host_override))
+        return uid
 
     def forget(self, uid: str) -> None:
         """The route is gone: its groups are re-evaluated (this promotes the next oldest)."""
