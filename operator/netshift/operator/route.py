@@ -35,21 +35,18 @@ class _Metrics:
         metrics.ADMISSIONS.labels(reason).inc()
 
 
-def _controller(settings: OperatorSettings) -> RouteAdmissionController:
-    api = KubeRouteApi()
-    return RouteAdmissionController(
-        policy=admission.policy_from_config(settings), router_name=settings.router_name,
-        canonical_hostname=settings.router_canonical_hostname, api=api,
-        on_transition=api.post_transition, metrics=_Metrics())
-
-
 async def _startup(memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
+    settings: OperatorSettings = memo.settings
     if "route" not in memo:  # kopf retries a failed startup handler
-        memo.route = _controller(memo.settings)
+        api = KubeRouteApi()
+        memo.route = RouteAdmissionController(
+            policy=admission.policy_from_config(settings), router_name=settings.router_name,
+            canonical_hostname=settings.router_canonical_hostname, api=api,
+            on_transition=api.post_transition, metrics=_Metrics())
     ctrl = memo.route
     api = ctrl.api
     assert isinstance(api, KubeRouteApi)
-    for body in await api.list_routes(list(memo.settings.namespaces)):
+    for body in await api.list_routes(list(settings.namespaces)):
         ctrl.observe(body)
     logger.info("route admission: %d routes indexed", len(ctrl.observed))
 

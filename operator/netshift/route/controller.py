@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -294,8 +295,6 @@ class RouteAdmissionController:
 
 def _strip_times(ingress: list[dict[str, Any]]) -> str:
     # Two desired lists that differ only by "now" are the same write.
-    import json
-
     def strip(v):
         if isinstance(v, dict):
             return {k: strip(x) for k, x in v.items() if k != "lastTransitionTime"}
