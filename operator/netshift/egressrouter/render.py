@@ -64,12 +64,8 @@ class Children:
 
     def items(self) -> list[tuple[str, dict[str, Any]]]:
         """(kind, object) in apply order: the NAD and ConfigMap before the pod that needs them."""
-        return [
-            (NAD_KIND, self.network_attachment_definition),
-            ("ConfigMap", self.config_map),
-            ("Deployment", self.deployment),
-            ("Service", self.service),
-        ]
+        return [(NAD_KIND, self.network_attachment_definition), ("ConfigMap", self.config_map),
+                ("Deployment", self.deployment), ("Service", self.service)]
 
     @property
     def config_hash(self) -> str:
@@ -142,21 +138,12 @@ def cni_config(router: EgressRouter, settings: RenderSettings) -> dict[str, Any]
     if any(":" in a.ip for a in spec.addresses):
         # Only with an IPv6 address: the key does not exist where IPv6 is disabled, and tuning fails.
         sysctl["net.ipv6.conf.all.forwarding"] = "1"
-    return {
-        "cniVersion": CNI_VERSION,
-        "name": router.name,
-        "plugins": [macvlan, {"type": "tuning", "sysctl": sysctl}],
-    }
+    return {"cniVersion": CNI_VERSION, "name": router.name, "plugins": [macvlan, {"type": "tuning", "sysctl": sysctl}]}
 
 
 def build_network_attachment_definition(router: EgressRouter, settings: RenderSettings) -> dict[str, Any]:
     config = json.dumps(cni_config(router, settings), sort_keys=True, separators=(",", ":"))
-    return {
-        "apiVersion": NAD_API_VERSION,
-        "kind": NAD_KIND,
-        "metadata": _meta(router),
-        "spec": {"config": config},
-    }
+    return {"apiVersion": NAD_API_VERSION, "kind": NAD_KIND, "metadata": _meta(router), "spec": {"config": config}}
 
 
 def build_agent_config(router: EgressRouter) -> dict[str, Any]:
@@ -168,12 +155,7 @@ def build_agent_config(router: EgressRouter) -> dict[str, Any]:
         "spec": router.spec.to_dict(),
     }
     text = json.dumps(document, sort_keys=True, indent=2) + "\n"
-    return {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": _meta(router),
-        "data": {CONFIG_KEY: text},
-    }
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(router), "data": {CONFIG_KEY: text}}
 
 
 def build_deployment(router: EgressRouter, settings: RenderSettings,
@@ -294,9 +276,5 @@ def is_headless(service: Mapping[str, Any]) -> bool:
 
 def render(router: EgressRouter, settings: RenderSettings) -> Children:
     nad = build_network_attachment_definition(router, settings)
-    return Children(
-        network_attachment_definition=nad,
-        config_map=build_agent_config(router),
-        deployment=build_deployment(router, settings, nad),
-        service=build_service(router),
-    )
+    return Children(network_attachment_definition=nad, config_map=build_agent_config(router),
+                    deployment=build_deployment(router, settings, nad), service=build_service(router))

@@ -28,12 +28,7 @@ __all__ = ["ApiModel", "KubeObject", "ObjectMeta", "OwnerReference", "rfc3339_no
 class ApiModel(BaseModel):
     """Base of every model: frozen, camelCase aliases, unknown fields kept."""
 
-    model_config = ConfigDict(
-        frozen=True,
-        populate_by_name=True,
-        extra="allow",
-        alias_generator=to_camel,
-    )
+    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="allow", alias_generator=to_camel)
 
     def to_dict(self) -> dict[str, Any]:
         """The wire form: camelCase keys, ``None`` fields left out."""
