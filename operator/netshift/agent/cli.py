@@ -9,7 +9,7 @@ from netshift import logs
 from netshift.settings import AgentSettings, add_common_flags, flag, load
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("agent", help="run the egress redirect agent inside an egress router pod")
     p.add_argument("--config", required=True, help="path of the EgressRouter spec (JSON or YAML)")
     p.add_argument("--pod-interface", default="eth0", help="pod network interface (default eth0)")

@@ -11,6 +11,7 @@ import ipaddress
 import logging
 import pathlib
 from collections.abc import Iterable
+from typing import Any
 
 from netshift.egressrouter.spec import Address, IPAddress, RouterConfig
 
@@ -22,6 +23,11 @@ RTPROT_NETSHIFT = 158
 MAIN_TABLE = 254
 IFA_F_NODAD = 0x02
 AF = {4: 2, 6: 10}  # socket.AF_INET, AF_INET6
+
+
+# pyroute2.IPRoute and its messages: the library ships no annotations.
+IPRoute = Any
+RouteMsg = Any
 
 
 class NetError(RuntimeError):
@@ -64,14 +70,15 @@ def desired_routes(cfg: RouterConfig) -> list[RouteSpec]:
 
 # --- edges ---------------------------------------------------------------------------------------
 
-def link_index(ipr, name: str) -> int:
+def link_index(ipr: IPRoute, name: str) -> int:
     idx = ipr.link_lookup(ifname=name)
     if not idx:
         raise NetError(f"interface {name!r} not found in the pod's network namespace")
-    return idx[0]
+    first: int = idx[0]
+    return first
 
 
-def ensure_link_up(ipr, index: int) -> bool:
+def ensure_link_up(ipr: IPRoute, index: int) -> bool:
     link = ipr.get_links(index)[0]
     if link["flags"] & 1:  # IFF_UP
         return False
@@ -79,7 +86,7 @@ def ensure_link_up(ipr, index: int) -> bool:
     return True
 
 
-def ensure_addresses(ipr, index: int, addresses: Iterable[Address]) -> list[str]:
+def ensure_addresses(ipr: IPRoute, index: int, addresses: Iterable[Address]) -> list[str]:
     """Add the spec's addresses that are missing, keeping their prefix; returns what was added."""
     present = {msg.get_attr("IFA_ADDRESS"): msg["prefixlen"] for msg in ipr.get_addr(index=index)}
     added = []
@@ -97,12 +104,12 @@ def ensure_addresses(ipr, index: int, addresses: Iterable[Address]) -> list[str]
     return added
 
 
-def _main_routes(ipr, version: int) -> list:
+def _main_routes(ipr: IPRoute, version: int) -> list[RouteMsg]:
     return [r for r in ipr.get_routes(family=AF[version])
             if (r.get_attr("RTA_TABLE") or r["table"]) == MAIN_TABLE]
 
 
-def ensure_routes(ipr, index: int, wanted: Iterable[RouteSpec]) -> list[str]:
+def ensure_routes(ipr: IPRoute, index: int, wanted: Iterable[RouteSpec]) -> list[str]:
     """Make the host routes exist (tolerating identical ones from anybody); drop stale ones of ours."""
     wanted = list(wanted)
     changes = []
@@ -128,14 +135,14 @@ def ensure_routes(ipr, index: int, wanted: Iterable[RouteSpec]) -> list[str]:
     return changes
 
 
-def remove_routes(ipr) -> None:
+def remove_routes(ipr: IPRoute) -> None:
     for version in (4, 6):
         for r in _main_routes(ipr, version):
             if r["proto"] == RTPROT_NETSHIFT:
                 _delete(ipr, r, version)
 
 
-def _delete(ipr, r, version: int) -> None:
+def _delete(ipr: IPRoute, r: RouteMsg, version: int) -> None:
     kwargs = {"dst": r.get_attr("RTA_DST"), "dst_len": r["dst_len"], "family": AF[version], "table": MAIN_TABLE,
                   "proto": RTPROT_NETSHIFT}
     if r.get_attr("RTA_OIF"):

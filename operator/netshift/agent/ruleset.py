@@ -26,7 +26,7 @@ import dataclasses
 from collections.abc import Iterable
 from typing import Any
 
-from netshift.egressrouter.spec import FAMILIES, RouterConfig, Rule
+from netshift.egressrouter.spec import FAMILIES, IPAddress, RouterConfig, Rule
 
 TABLE = "netshift_egress"
 CHAINS = (  # name, type, hook, priority (dstnat=-100, filter=0, srcnat=100)
@@ -60,30 +60,30 @@ def _rules_of(cfg: RouterConfig, version: int) -> list[Rule]:
     return [r for r in cfg.rules if r.version == version]
 
 
-def _fallback_of(cfg: RouterConfig, version: int):
+def _fallback_of(cfg: RouterConfig, version: int) -> IPAddress | None:
     return cfg.fallback if cfg.fallback is not None and cfg.fallback.version == version else None
 
 
 # --- JSON expressions, in nft's listing form -------------------------------------------------
 
-def _match(left: Any, right: Any, op: str = "==") -> dict:
+def _match(left: Any, right: Any, op: str = "==") -> dict[str, Any]:
     return {"match": {"op": op, "left": left, "right": right}}
 
 
-def _meta(key: str) -> dict:
+def _meta(key: str) -> dict[str, Any]:
     return {"meta": {"key": key}}
 
 
-def _set_or_value(values: list) -> Any:
+def _set_or_value(values: list[Any]) -> Any:
     return values[0] if len(values) == 1 else {"set": values}
 
 
-def _from_pod(pod_if: str) -> list[dict]:
+def _from_pod(pod_if: str) -> list[dict[str, Any]]:
     return [_match(_meta("iifname"), pod_if),
             _match({"fib": {"result": "type", "flags": ["daddr"]}}, "local")]
 
 
-def _dport(proto: str, port: Any, op: str = "==") -> dict:
+def _dport(proto: str, port: Any, op: str = "==") -> dict[str, Any]:
     return _match({"payload": {"protocol": proto, "field": "dport"}}, port, op)
 
 
@@ -108,7 +108,7 @@ def counters(cfg: RouterConfig) -> list[CounterInfo]:
 
 
 def table_objects(cfg: RouterConfig, family: str, *, pod_if: str, egress_if: str,
-                  exempt_ports: Iterable[int] = ()) -> list[dict]:
+                  exempt_ports: Iterable[int] = ()) -> list[dict[str, Any]]:
     """The desired content of one family's table: table, counters, chains, rules (listing order)."""
     version = _version(family)
     exempt = sorted(set(exempt_ports))
@@ -116,14 +116,14 @@ def table_objects(cfg: RouterConfig, family: str, *, pod_if: str, egress_if: str
     fallback = _fallback_of(cfg, version)
     base = {"family": family, "table": TABLE}
 
-    objs: list[dict] = [{"table": {"family": family, "name": TABLE}}]
+    objs: list[dict[str, Any]] = [{"table": {"family": family, "name": TABLE}}]
     objs += [{"counter": {"family": family, "name": c.name, "table": TABLE}}
              for c in counters(cfg) if c.family == family]
     for name, ctype, hook, prio in CHAINS:
         objs.append({"chain": {**base, "name": name, "type": ctype, "hook": hook, "prio": prio,
                                "policy": "accept"}})
 
-    def rule(chain: str, expr: list[dict]) -> None:
+    def rule(chain: str, expr: list[dict[str, Any]]) -> None:
         objs.append({"rule": {**base, "chain": chain, "expr": expr}})
 
     # prerouting: DNAT in spec order; fallback last.
@@ -162,20 +162,20 @@ def table_objects(cfg: RouterConfig, family: str, *, pod_if: str, egress_if: str
 
 
 def desired(cfg: RouterConfig, *, pod_if: str, egress_if: str,
-            exempt_ports: Iterable[int] = ()) -> dict[str, list[dict]]:
+            exempt_ports: Iterable[int] = ()) -> dict[str, list[dict[str, Any]]]:
     """Desired tables by family ("ip", "ip6"); a family absent here must have no table."""
     return {f: table_objects(cfg, f, pod_if=pod_if, egress_if=egress_if, exempt_ports=exempt_ports)
             for f in families(cfg)}
 
 
-def transaction(tables: dict[str, list[dict]]) -> dict:
+def transaction(tables: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     """One atomic nft batch replacing our tables (and only ours) by the desired ones.
 
     `add table; delete table` first makes the delete valid whether or not the table exists; the
     kernel commits the whole batch or nothing, so no half-applied ruleset is ever visible.
     Conntrack entries are not touched: established flows keep their NAT bindings.
     """
-    cmds: list[dict] = []
+    cmds: list[dict[str, Any]] = []
     for family in FAMILIES.values():
         ident = {"family": family, "name": TABLE}
         cmds += [{"add": {"table": dict(ident)}}, {"delete": {"table": dict(ident)}}]
@@ -183,14 +183,14 @@ def transaction(tables: dict[str, list[dict]]) -> dict:
     return {"nftables": cmds}
 
 
-def removal() -> dict:
+def removal() -> dict[str, Any]:
     """Batch deleting our tables (valid whether they exist or not)."""
     return transaction({})
 
 
-def normalize(listing: Iterable[dict]) -> list[dict]:
+def normalize(listing: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """Objects of a `nft -j list table` output without metainfo, handles and counter values."""
-    out: list[dict] = []
+    out: list[dict[str, Any]] = []
     for obj in listing:
         (kind, body), = obj.items()
         if kind == "metainfo":

@@ -15,10 +15,11 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from netshift.agent import nft, ruleset
 from netshift.agent import routes as net
@@ -43,10 +44,10 @@ class Agent:
         self.config_valid = True
         self._infos: list[ruleset.CounterInfo] = []
         # Totals of counters lost when a table is replaced, so the exported counters never go back.
-        self._base: dict[tuple, tuple[int, int]] = {}
+        self._base: dict[tuple[str, str, tuple[tuple[str, str], ...]], tuple[int, int]] = {}
         # Normalized live tables right after our last apply, keyed by the desired ruleset's hash: the
         # reference for drift detection even if this nft version lists something differently.
-        self._applied: tuple[str, dict[str, list[dict]]] | None = None
+        self._applied: tuple[str, dict[str, list[dict[str, Any]]]] | None = None
 
         self.registry = CollectorRegistry()
         self.syncs = Counter("netshift_agent_syncs", "Sync passes by result (changed, unchanged, error)",
@@ -125,7 +126,7 @@ class Agent:
 
     # --- counters ----------------------------------------------------------------------------------
 
-    def _live_counters(self, live: dict[str, list[dict] | None]) -> dict[tuple[str, str], tuple[int, int]]:
+    def _live_counters(self, live: dict[str, list[dict[str, Any]] | None]) -> dict[tuple[str, str], tuple[int, int]]:
         out = {}
         for family, objs in live.items():
             for obj in objs or []:
@@ -134,7 +135,7 @@ class Agent:
                     out[(family, c["name"])] = (c.get("packets", 0), c.get("bytes", 0))
         return out
 
-    def _carry_over(self, live: dict[str, list[dict] | None]) -> None:
+    def _carry_over(self, live: dict[str, list[dict[str, Any]] | None]) -> None:
         values = self._live_counters(live)
         for info in self._infos:
             p, b = values.get((info.family, info.name), (0, 0))
@@ -161,7 +162,7 @@ class _AgentCollector:
     def __init__(self, agent: Agent) -> None:
         self.agent = agent
 
-    def collect(self):
+    def collect(self) -> Iterator[Metric]:
         labels = ["family", "protocol", "port", "destination", "target_port"]
         conns = CounterMetricFamily("netshift_agent_redirect_connections",
                                     "Connections redirected, by rule (fallback: protocol=any)", labels=labels)
@@ -197,7 +198,7 @@ class _AgentCollector:
 
 # --- HTTP endpoints ----------------------------------------------------------------------------------
 
-def _handler(agent: Agent):
+def _handler(agent: Agent) -> type[http.server.BaseHTTPRequestHandler]:
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
@@ -218,7 +219,7 @@ def _handler(agent: Agent):
             self.end_headers()
             self.wfile.write(body)
 
-        def log_message(self, *args) -> None:  # probes every few seconds: keep logs quiet
+        def log_message(self, *args: Any) -> None:  # probes every few seconds: keep logs quiet
             pass
 
     return Handler
@@ -238,7 +239,7 @@ def serve(agent: Agent, bind: str, port: int) -> http.server.ThreadingHTTPServer
     if bind:
         cls = type("_S", (http.server.ThreadingHTTPServer,),
                    {"address_family": socket.AF_INET6 if ":" in bind else socket.AF_INET})
-        server = cls((bind, port), handler)
+        server: http.server.ThreadingHTTPServer = cls((bind, port), handler)
     else:
         try:
             server = _DualStackServer(("::", port), handler)

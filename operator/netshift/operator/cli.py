@@ -7,7 +7,7 @@ from netshift import logs
 from netshift.settings import OperatorSettings, add_common_flags, flag, load
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("operator", help="run the kopf operator (EgressRouter and Route controllers)")
     flag(p, OperatorSettings, "--namespace", "-n", field="namespaces", action="append",
          help="watch only this namespace (repeatable; the variable is comma separated)")

@@ -13,7 +13,7 @@ from netshift import logs
 from netshift.settings import RouterSettings, add_common_flags, flag, load
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("router", help="run the Route data plane (HAProxy) for one router name")
 
     setting = functools.partial(flag, p, RouterSettings)
