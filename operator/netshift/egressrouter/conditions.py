@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from netshift.egressrouter.render import CONFIG_HASH_ANNOTATION
@@ -106,7 +106,7 @@ def pod_state(pods: Sequence[Mapping[str, Any]], config_hash: str,
     pod = max(current, key=lambda p: _meta(p).get("creationTimestamp") or "")
     name, uid = _meta(pod).get("name"), _meta(pod).get("uid")
     status = pod.get("status") or {}
-    st = lambda ready, reason, message, **kw: PodState(
+    st: Callable[..., PodState] = lambda ready, reason, message, **kw: PodState(
         ready, reason, _clip(message), pod_name=name, pod_uid=uid, **kw)
 
     if status.get("phase") == "Failed":
@@ -164,9 +164,10 @@ def _deployment_done(deployment: Mapping[str, Any] | None) -> bool:
         return False
     status = deployment.get("status") or {}
     gen = _meta(deployment).get("generation") or 0
-    return (status.get("observedGeneration", 0) >= gen
+    done: bool = (status.get("observedGeneration", 0) >= gen
             and status.get("updatedReplicas", 0) == status.get("replicas", 0) == 1
             and status.get("availableReplicas", 0) >= 1)
+    return done
 
 
 def deployment_observed(deployment: Mapping[str, Any] | None) -> bool:
@@ -268,7 +269,7 @@ def status_differs(observed: Mapping[str, Any] | None, desired: Mapping[str, Any
     observed = observed or {}
     if observed.get("observedGeneration") != desired.get("observedGeneration"):
         return True
-    norm = lambda conds: [{k: c.get(k) for k in _KEYS} for c in conds or []]
+    norm: Callable[[Any], list[dict[str, Any]]] = lambda conds: [{k: c.get(k) for k in _KEYS} for c in conds or []]
     return norm(observed.get("conditions")) != norm(desired.get("conditions"))
 
 

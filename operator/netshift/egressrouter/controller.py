@@ -67,7 +67,7 @@ class Controller:
         self.reconciler: Reconciler | None = None
         self.nads_served = False
         self.nad_epoch = 0  # how many times NADs (re)appeared
-        self.tasks: list[asyncio.Task] = []
+        self.tasks: list[asyncio.Task[None]] = []
         self.executor = concurrent.futures.ThreadPoolExecutor(WORKERS, thread_name_prefix="egressrouter")
 
     def enqueue(self, namespace: str | None, name: str | None) -> None:

@@ -49,7 +49,7 @@ class WorkQueue:
         """Queue a failed key again after an exponential backoff; returns the delay."""
         n = self._failures.get(key, 0)
         self._failures[key] = n + 1
-        delay = min(self.max_delay, self.base_delay * (2 ** n))
+        delay: float = min(self.max_delay, self.base_delay * (2 ** n))
         self.add_after(key, delay)
         return delay
 

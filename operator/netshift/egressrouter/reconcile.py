@@ -81,7 +81,8 @@ def contains(desired: Any, observed: Any) -> bool:
             else:
                 return False
         return True
-    return desired == observed
+    same: bool = desired == observed
+    return same
 
 
 def _rv(obj: Mapping[str, Any] | None) -> int:
@@ -96,10 +97,10 @@ class Recent:
     reconcile runs before the watch event of our own write arrived."""
 
     def __init__(self) -> None:
-        self._items: dict[tuple, Mapping[str, Any]] = {}
+        self._items: dict[tuple[str, ...], Mapping[str, Any]] = {}
         self._lock = threading.Lock()
 
-    def newest(self, key: tuple, cached: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    def newest(self, key: tuple[str, ...], cached: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
         with self._lock:
             mine = self._items.get(key)
             if mine is None:
@@ -109,7 +110,7 @@ class Recent:
                 return cached
             return mine
 
-    def observed(self, key: tuple, obj: Mapping[str, Any] | None, deleted: bool = False) -> None:
+    def observed(self, key: tuple[str, ...], obj: Mapping[str, Any] | None, deleted: bool = False) -> None:
         """A watch event for `key`: once the watch is as new as our write, the cache is the truth
         (and a deletion always is: the object may have been deleted right after our write)."""
         with self._lock:
@@ -117,7 +118,7 @@ class Recent:
             if mine is not None and (deleted or _rv(obj) >= _rv(mine)):
                 del self._items[key]
 
-    def remember(self, key: tuple, obj: Mapping[str, Any] | None) -> None:
+    def remember(self, key: tuple[str, ...], obj: Mapping[str, Any] | None) -> None:
         with self._lock:
             if obj is None:
                 self._items.pop(key, None)

@@ -69,7 +69,8 @@ class Children:
 
     @property
     def config_hash(self) -> str:
-        return self.deployment["spec"]["template"]["metadata"]["annotations"][CONFIG_HASH_ANNOTATION]
+        config_hash: str = self.deployment["spec"]["template"]["metadata"]["annotations"][CONFIG_HASH_ANNOTATION]
+        return config_hash
 
     @property
     def agent_config_hash(self) -> str:
