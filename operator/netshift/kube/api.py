@@ -124,15 +124,18 @@ class Kube:
 
     def apply(self, kind: str, obj: Mapping[str, Any]) -> dict[str, Any]:
         meta = obj["metadata"]
-        return self.request("PATCH", path(kind, meta["namespace"], meta["name"]), body=obj,
-                            query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
-                            content_type="application/apply-patch+yaml", resource=RESOURCES[kind].plural)
+        applied: dict[str, Any] = self.request(
+            "PATCH", path(kind, meta["namespace"], meta["name"]), body=obj,
+            query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
+            content_type="application/apply-patch+yaml", resource=RESOURCES[kind].plural)
+        return applied
 
     def merge_patch(self, kind: str, namespace: str, name: str, patch: Mapping[str, Any],
                     sub: str | None = None) -> dict[str, Any]:
         resource = RESOURCES[kind].plural + (f"/{sub}" if sub else "")
-        return self.request("PATCH", path(kind, namespace, name, sub), body=patch,
-                            content_type="application/merge-patch+json", resource=resource)
+        patched: dict[str, Any] = self.request("PATCH", path(kind, namespace, name, sub), body=patch,
+                                               content_type="application/merge-patch+json", resource=resource)
+        return patched
 
     def delete(self, kind: str, namespace: str, name: str, *, uid: str | None = None,
                foreground: bool = False) -> None:

@@ -72,7 +72,7 @@ class KubeObject(ApiModel):
     def _drop_absent_metadata(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         # `metadata` always exists for attribute access, but is only written back when it was given
         # (so that a parsed dict serialises back to exactly itself).
-        data = handler(self)
+        data: dict[str, Any] = handler(self)
         if "metadata" not in self.model_fields_set and not data.get("metadata"):
             data.pop("metadata", None)
         return data

@@ -39,7 +39,8 @@ def _trim(body: Mapping[str, Any]) -> dict[str, Any]:
 def _owner(body: Mapping[str, Any]) -> str | None:
     for ref in (body.get("metadata") or {}).get("ownerReferences") or []:
         if ref.get("kind") == KIND and ref.get("apiVersion", "").startswith(f"{GROUP}/") and ref.get("controller"):
-            return ref.get("name")
+            owner: str | None = ref.get("name")
+            return owner
     return None
 
 
@@ -47,11 +48,11 @@ def _owned(body: Mapping[str, Any], **_: Any) -> bool:
     return _owner(body) is not None
 
 
-def _index(namespace: str | None, name: str, body: Any, **_: Any) -> dict:
+def _index(namespace: str | None, name: str, body: Any, **_: Any) -> dict[tuple[str | None, str], dict[str, Any]]:
     return {(namespace, name): _trim(body)}
 
 
-def _pod_index(namespace: str | None, labels: Mapping[str, str], body: Any, **_: Any) -> dict:
+def _pod_index(namespace: str | None, labels: Mapping[str, str], body: Any, **_: Any) -> dict[tuple[str | None, str], dict[str, Any]]:
     return {(namespace, labels["app.kubernetes.io/instance"]): _trim(body)}
 
 
@@ -69,7 +70,7 @@ def _router_of_child(name: str, body: Mapping[str, Any]) -> str | None:
     return _owner(body) or (body.get("metadata", {}).get("labels") or {}).get("app.kubernetes.io/instance")
 
 
-def _event_handler(kind: str | None, router_of: Callable[[str, Mapping[str, Any]], str | None]):
+def _event_handler(kind: str | None, router_of: Callable[[str, Mapping[str, Any]], str | None]) -> Callable[..., None]:
     """Keep the cache bound and the reconciler's recent writes current, queue the router."""
     def handler(namespace: str | None, name: str, body: Any, type: str, memo: kopf.Memo, **kwargs: Any) -> None:
         controller = memo.egressrouter

@@ -9,7 +9,8 @@ import asyncio
 import concurrent.futures
 import fnmatch
 import functools
-from typing import Any
+from collections.abc import Callable
+from typing import Any, ParamSpec, TypeVar
 
 from netshift.kube import Kube, new_api_client
 from netshift.models.route import ADMITTED, KIND
@@ -18,12 +19,16 @@ from . import admission
 from .controller import Observed
 
 
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
 class KubeRouteApi:
     def __init__(self, threads: int = 16) -> None:
         self.kube = Kube(new_api_client("operator", pool_size=threads), controller="route")
         self._pool = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="route-api")
 
-    async def _run(self, fn, *args: Any, **kwargs: Any) -> Any:
+    async def _run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
 
     async def list_routes(self, namespaces: list[str]) -> list[dict[str, Any]]:

@@ -20,7 +20,7 @@ import dataclasses
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Protocol
 
 from netshift.kube.api import ApiError
@@ -45,7 +45,7 @@ class Observed:
     resource_version: str | None
     ingress: list[dict[str, Any]]
     wildcard_policy: str
-    cache_key: tuple | None = None  # what the candidate was computed from
+    cache_key: tuple[Any, ...] | None = None  # what the candidate was computed from
 
 
 @dataclasses.dataclass
@@ -87,8 +87,8 @@ class RouteAdmissionController:
         self._inflight: dict[str, Any] = {}
         self._sem = asyncio.Semaphore(concurrency)
         self._wake = asyncio.Event()
-        self._worker: asyncio.Task | None = None
-        self._tasks: set[asyncio.Task] = set()
+        self._worker: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
         self._on_transition = on_transition
         self._metrics = metrics
 
@@ -233,7 +233,7 @@ class RouteAdmissionController:
         self._spawn(self._write(uid, "host", self.api.patch(obs.namespace, obs.name, patch),
                                 obs.resource_version))
 
-    def _spawn(self, coro) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -255,7 +255,7 @@ class RouteAdmissionController:
         if self._on_transition and previous != decision:
             self._on_transition(obs, decision, previous)
 
-    async def _write(self, uid: str, kind: str, call, sent_rv: str | None) -> dict[str, Any] | None:
+    async def _write(self, uid: str, kind: str, call: Awaitable[dict[str, Any]], sent_rv: str | None) -> dict[str, Any] | None:
         try:
             async with self._sem:
                 result = await call
@@ -295,7 +295,7 @@ class RouteAdmissionController:
 
 def _strip_times(ingress: list[dict[str, Any]]) -> str:
     # Two desired lists that differ only by "now" are the same write.
-    def strip(v):
+    def strip(v: Any) -> Any:
         if isinstance(v, dict):
             return {k: strip(x) for k, x in v.items() if k != "lastTransitionTime"}
         if isinstance(v, list):

@@ -24,6 +24,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.x509.oid import ExtensionOID, SignatureAlgorithmOID
 
 from netshift.models.route import TLSConfig
@@ -36,6 +37,9 @@ _PEM_RE = re.compile(
 _PRIVATE_KEY_TYPES = {"RSA PRIVATE KEY", "ECDSA PRIVATE KEY", "EC PRIVATE KEY", "PRIVATE KEY"}
 _PUBLIC_KEY_TYPES = {"PUBLIC KEY", "RSA PUBLIC KEY", "DSA PUBLIC KEY", "ECDSA PUBLIC KEY"}
 _IGNORED_TYPES = {"EC PARAMETERS"}  # openssl writes it before EC keys; carries nothing we need
+
+# The private key types _parse_private_key accepts.
+PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 
 _WEAK = {
     SignatureAlgorithmOID.RSA_WITH_SHA1: "SHA1",
@@ -73,7 +77,7 @@ def pem_blocks(data: str) -> list[PemBlock]:
     return blocks
 
 
-def _parse_private_key(block: PemBlock):
+def _parse_private_key(block: PemBlock) -> PrivateKey:
     try:
         key = serialization.load_der_private_key(block.der, password=None)
     except (ValueError, TypeError, UnsupportedAlgorithm):
@@ -155,11 +159,11 @@ def verifies_against(leaf: x509.Certificate, pool: list[x509.Certificate]) -> bo
     return False
 
 
-def _public_der(key) -> bytes:
+def _public_der(key: CertificatePublicKeyTypes) -> bytes:
     return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
-def _key_pair_error(cert: x509.Certificate, key) -> str | None:
+def _key_pair_error(cert: x509.Certificate, key: PrivateKey) -> str | None:
     """Go's ``tls.X509KeyPair`` checks between the leaf and the key."""
     pub = cert.public_key()
     if isinstance(pub, rsa.RSAPublicKey) != isinstance(key, rsa.RSAPrivateKey) or \
@@ -170,7 +174,7 @@ def _key_pair_error(cert: x509.Certificate, key) -> str | None:
     return None
 
 
-def _key_field_errors(key_pem: str) -> tuple[list[str], object | None]:
+def _key_field_errors(key_pem: str) -> tuple[list[str], PrivateKey | None]:
     """Errors of the ``key`` field and its first private key."""
     path, redacted = "spec.tls.key", "redacted key data"
     problem = sanitize_errors(key_pem)
