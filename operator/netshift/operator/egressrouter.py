@@ -29,6 +29,10 @@ CHILD_RESOURCES = {kind: RESOURCES[kind] for kind in ("Deployment", "Service", "
 PODS = RESOURCES["Pod"]
 
 
+# A kopf index entry: a (namespace, name) key -> the object without managedFields.
+Index = dict[tuple[str | None, str], dict[str, Any]]
+
+
 def _trim(body: Mapping[str, Any]) -> dict[str, Any]:
     """The object without managedFields (the largest part, and never read)."""
     meta = dict(body.get("metadata") or {})
@@ -48,11 +52,11 @@ def _owned(body: Mapping[str, Any], **_: Any) -> bool:
     return _owner(body) is not None
 
 
-def _index(namespace: str | None, name: str, body: Any, **_: Any) -> dict[tuple[str | None, str], dict[str, Any]]:
+def _index(namespace: str | None, name: str, body: Any, **_: Any) -> Index:
     return {(namespace, name): _trim(body)}
 
 
-def _pod_index(namespace: str | None, labels: Mapping[str, str], body: Any, **_: Any) -> dict[tuple[str | None, str], dict[str, Any]]:
+def _pod_index(namespace: str | None, labels: Mapping[str, str], body: Any, **_: Any) -> Index:
     return {(namespace, labels["app.kubernetes.io/instance"]): _trim(body)}
 
 

@@ -18,7 +18,6 @@ from netshift.models.route import ADMITTED, KIND
 from . import admission
 from .controller import Observed
 
-
 P = ParamSpec("P")
 T = TypeVar("T")
 

@@ -255,7 +255,8 @@ class RouteAdmissionController:
         if self._on_transition and previous != decision:
             self._on_transition(obs, decision, previous)
 
-    async def _write(self, uid: str, kind: str, call: Awaitable[dict[str, Any]], sent_rv: str | None) -> dict[str, Any] | None:
+    async def _write(self, uid: str, kind: str, call: Awaitable[dict[str, Any]],
+                     sent_rv: str | None) -> dict[str, Any] | None:
         try:
             async with self._sem:
                 result = await call

@@ -22,6 +22,8 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
+from typing import IO, Any
 
 log = logging.getLogger("netshift.router.haproxy")
 
@@ -125,11 +127,11 @@ class HAProxy:
     """One HAProxy master process and its workers."""
 
     def __init__(self, binary: str, config_path: str, master_socket: str, *,
-                 stdout=None, stderr=None) -> None:
+                 stdout: int | IO[Any] | None = None, stderr: int | IO[Any] | None = None) -> None:
         self.binary = binary
         self.config_path = config_path
         self.master_socket = master_socket
-        self.proc: subprocess.Popen | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
         self._stdout, self._stderr = stdout, stderr
         self.reloads = 0
 
@@ -152,7 +154,7 @@ class HAProxy:
     def workers(self) -> list[Proc]:
         return [p for p in self.processes() if p.kind == "worker" and not p.old]
 
-    def _wait(self, predicate, timeout: float, message: str) -> list[Proc]:
+    def _wait(self, predicate: Callable[[list[Proc]], bool], timeout: float, message: str) -> list[Proc]:
         deadline = time.monotonic() + timeout
         last: list[Proc] = []
         while time.monotonic() < deadline:

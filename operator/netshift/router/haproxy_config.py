@@ -142,7 +142,7 @@ def sni_regex(host: str, wildcard: bool = False) -> str:
     return f"^{host_regex(host, wildcard)}$"
 
 
-def _specificity(r: ServedRoute) -> tuple:
+def _specificity(r: ServedRoute) -> tuple[bool, str, int, str, str, str, str, str]:
     # Exact hosts before wildcards; within a host the longest path first; then the oldest route
     # (admission never admits two routes with one host and path, but status can lag).
     return (r.wildcard, r.host, -len(r.path.rstrip("/") if r.path.strip("/") else ""), r.path,

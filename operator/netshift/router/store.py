@@ -29,11 +29,11 @@ def write_private(path: pathlib.Path, content: str, mode: int = 0o600) -> None:
 
 
 class ConfigStore:
-    def __init__(self, base_dir: str | os.PathLike) -> None:
+    def __init__(self, base_dir: str | os.PathLike[str]) -> None:
         self.base = pathlib.Path(base_dir)
         self.base.mkdir(parents=True, exist_ok=True)
         self.active: str | None = None
-        self._installed: tuple[str, tuple] | None = None
+        self._installed: tuple[str, tuple[tuple[str, str], ...]] | None = None
 
     @property
     def config_path(self) -> str:
@@ -44,7 +44,7 @@ class ConfigStore:
         slot = SLOTS[1] if self.active == SLOTS[0] else SLOTS[0]
         return str(self.base / slot)
 
-    def _normalized(self, rendered: Rendered, files_dir: str) -> tuple[str, tuple]:
+    def _normalized(self, rendered: Rendered, files_dir: str) -> tuple[str, tuple[tuple[str, str], ...]]:
         # The same configuration rendered for the other slot differs only by the slot path.
         return rendered.config.replace(files_dir, "@SLOT@"), tuple(sorted(rendered.files.items()))
 
