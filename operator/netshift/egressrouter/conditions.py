@@ -165,8 +165,8 @@ def _deployment_done(deployment: Mapping[str, Any] | None) -> bool:
     status = deployment.get("status") or {}
     gen = _meta(deployment).get("generation") or 0
     done: bool = (status.get("observedGeneration", 0) >= gen
-            and status.get("updatedReplicas", 0) == status.get("replicas", 0) == 1
-            and status.get("availableReplicas", 0) >= 1)
+                  and status.get("updatedReplicas", 0) == status.get("replicas", 0) == 1
+                  and status.get("availableReplicas", 0) >= 1)
     return done
 
 
