@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 
 from netshift import logs
 from netshift.settings import OperatorSettings, add_common_flags, flag, load
@@ -9,14 +10,12 @@ from netshift.settings import OperatorSettings, add_common_flags, flag, load
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("operator", help="run the kopf operator (EgressRouter and Route controllers)")
-    flag(p, OperatorSettings, "--namespace", "-n", field="namespaces", action="append",
-         help="watch only this namespace (repeatable; the variable is comma separated)")
-    flag(p, OperatorSettings, "--metrics-port", field="metrics_port",
-         help="port of the Prometheus /metrics endpoint (0 disables)")
-    flag(p, OperatorSettings, "--health-port", field="health_port",
-         help="port of the liveness endpoint /healthz (0 disables)")
-    flag(p, OperatorSettings, "--bind-address", field="bind_address",
-         help="address the metrics and health endpoints listen on")
+    setting = functools.partial(flag, p, OperatorSettings)
+    setting("--namespace", "-n", field="namespaces", action="append",
+            help="watch only this namespace (repeatable; the variable is comma separated)")
+    setting("--metrics-port", field="metrics_port", help="port of the Prometheus /metrics endpoint (0 disables)")
+    setting("--health-port", field="health_port", help="port of the liveness endpoint /healthz (0 disables)")
+    setting("--bind-address", field="bind_address", help="address the metrics and health endpoints listen on")
     add_common_flags(p)
     p.set_defaults(func=run)
 
