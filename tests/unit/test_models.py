@@ -12,7 +12,7 @@ import yaml
 
 from netshift.models import EgressRouter, ObjectMeta, Route, egressrouter, rfc3339_now, route
 from netshift.models.egressrouter import EgressRouterSpec, EgressRouterStatus, EgressRouterStatusCondition
-from netshift.models.route import RouteIngress, RouteIngressCondition, RouteSpec, RouteStatus, RouteTargetReference
+from netshift.models.route import RouteIngress, RouteIngressCondition, RouteSpec, RouteStatus
 
 TESTS = pathlib.Path(__file__).resolve().parent.parent
 REPO = TESTS.parent
@@ -146,11 +146,10 @@ def test_route_target_port_keeps_its_type():
 
 def test_route_defaults_are_not_filled_in_but_are_available():
     spec = RouteSpec.model_validate({"to": {"name": "a"}})
-    assert spec.to.weight is None and spec.to.effective_weight == route.DEFAULT_WEIGHT
+    assert spec.to.weight is None
     assert spec.to.kind is None
     assert spec.wildcard_policy is None and spec.effective_wildcard_policy == "None"
     assert RouteSpec.model_validate({"to": {"name": "a"}, "wildcardPolicy": ""}).effective_wildcard_policy == "None"
-    assert RouteTargetReference(name="a", weight=0).effective_weight == 0
     assert spec.model_dump(by_alias=True, exclude_none=True) == {"to": {"name": "a"}}
 
 

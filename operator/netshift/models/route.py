@@ -52,10 +52,6 @@ class RouteTargetReference(ApiModel):
     name: str
     weight: int | None = None  # the CRD defaults it to 100
 
-    @property
-    def effective_weight(self) -> int:
-        return DEFAULT_WEIGHT if self.weight is None else self.weight
-
 
 class RoutePort(ApiModel):
     """``spec.port``: the endpoint (pod) port, by number or by name."""
@@ -157,8 +153,6 @@ class RouteStatus(ApiModel):
 
 
 class Route(KubeObject):
-    """A whole Route object. ``Route.from_obj(d)`` / ``route.to_obj()``."""
-
     spec: RouteSpec
     status: RouteStatus | None = None
 
