@@ -195,6 +195,5 @@ class Kube:
                         meta.get("name"), error_message(exc))
 
     def warning_events(self, kind: str, namespace: str, name: str, uid: str | None) -> list[dict[str, Any]]:
-        """The Warning events of one object (of this uid, when given)."""
         selector = events.warnings_selector(kind, name, uid)
         return self.list_all("Event", namespace, [("fieldSelector", selector)])[0]

@@ -120,7 +120,5 @@ class EgressRouterStatus(ApiModel):
 
 
 class EgressRouter(KubeObject):
-    """A whole EgressRouter object. ``EgressRouter.from_obj(d)`` / ``router.to_obj()``."""
-
     spec: EgressRouterSpec
     status: EgressRouterStatus | None = None

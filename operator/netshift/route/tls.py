@@ -175,7 +175,6 @@ def _key_pair_error(cert: x509.Certificate, key: PrivateKey) -> str | None:
 
 
 def _key_field_errors(key_pem: str) -> tuple[list[str], PrivateKey | None]:
-    """Errors of the ``key`` field and its first private key."""
     path, redacted = "spec.tls.key", "redacted key data"
     problem = sanitize_errors(key_pem)
     if problem:
