@@ -74,8 +74,7 @@ def link_index(ipr: IPRoute, name: str) -> int:
     idx = ipr.link_lookup(ifname=name)
     if not idx:
         raise NetError(f"interface {name!r} not found in the pod's network namespace")
-    first: int = idx[0]
-    return first
+    return int(idx[0])
 
 
 def ensure_link_up(ipr: IPRoute, index: int) -> bool:

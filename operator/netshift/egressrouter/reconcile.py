@@ -81,8 +81,7 @@ def contains(desired: Any, observed: Any) -> bool:
             else:
                 return False
         return True
-    same: bool = desired == observed
-    return same
+    return bool(desired == observed)
 
 
 def _rv(obj: Mapping[str, Any] | None) -> int:

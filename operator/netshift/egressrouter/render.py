@@ -69,8 +69,7 @@ class Children:
 
     @property
     def config_hash(self) -> str:
-        config_hash: str = self.deployment["spec"]["template"]["metadata"]["annotations"][CONFIG_HASH_ANNOTATION]
-        return config_hash
+        return str(self.deployment["spec"]["template"]["metadata"]["annotations"][CONFIG_HASH_ANNOTATION])
 
     @property
     def agent_config_hash(self) -> str:

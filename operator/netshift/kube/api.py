@@ -12,7 +12,7 @@ import json
 import logging
 import socket
 from collections.abc import Iterable, Mapping
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from kubernetes import client
 from kubernetes.client.rest import ApiException
@@ -124,18 +124,16 @@ class Kube:
 
     def apply(self, kind: str, obj: Mapping[str, Any]) -> dict[str, Any]:
         meta = obj["metadata"]
-        applied: dict[str, Any] = self.request(
+        return cast("dict[str, Any]", self.request(
             "PATCH", path(kind, meta["namespace"], meta["name"]), body=obj,
             query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
-            content_type="application/apply-patch+yaml", resource=RESOURCES[kind].plural)
-        return applied
+            content_type="application/apply-patch+yaml", resource=RESOURCES[kind].plural))
 
     def merge_patch(self, kind: str, namespace: str, name: str, patch: Mapping[str, Any],
                     sub: str | None = None) -> dict[str, Any]:
         resource = RESOURCES[kind].plural + (f"/{sub}" if sub else "")
-        patched: dict[str, Any] = self.request("PATCH", path(kind, namespace, name, sub), body=patch,
-                                               content_type="application/merge-patch+json", resource=resource)
-        return patched
+        return cast("dict[str, Any]", self.request("PATCH", path(kind, namespace, name, sub), body=patch,
+                                                   content_type="application/merge-patch+json", resource=resource))
 
     def delete(self, kind: str, namespace: str, name: str, *, uid: str | None = None,
                foreground: bool = False) -> None:

@@ -14,7 +14,7 @@ or stripped of that label produces an event for its router and is repaired withi
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import kopf
 
@@ -43,8 +43,7 @@ def _trim(body: Mapping[str, Any]) -> dict[str, Any]:
 def _owner(body: Mapping[str, Any]) -> str | None:
     for ref in (body.get("metadata") or {}).get("ownerReferences") or []:
         if ref.get("kind") == KIND and ref.get("apiVersion", "").startswith(f"{GROUP}/") and ref.get("controller"):
-            owner: str | None = ref.get("name")
-            return owner
+            return cast("str | None", ref.get("name"))
     return None
 
 
