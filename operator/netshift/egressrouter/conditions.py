@@ -164,10 +164,9 @@ def _deployment_done(deployment: Mapping[str, Any] | None) -> bool:
         return False
     status = deployment.get("status") or {}
     gen = _meta(deployment).get("generation") or 0
-    done: bool = (status.get("observedGeneration", 0) >= gen
-                  and status.get("updatedReplicas", 0) == status.get("replicas", 0) == 1
-                  and status.get("availableReplicas", 0) >= 1)
-    return done
+    return bool(status.get("observedGeneration", 0) >= gen
+                and status.get("updatedReplicas", 0) == status.get("replicas", 0) == 1
+                and status.get("availableReplicas", 0) >= 1)
 
 
 def deployment_observed(deployment: Mapping[str, Any] | None) -> bool:
