@@ -105,12 +105,8 @@ class RouterConfig:
 
     def destinations(self) -> tuple[IPAddress, ...]:
         """Every address traffic is redirected to, without duplicates, in spec order."""
-        seen: dict[IPAddress, None] = {}
-        for r in self.rules:
-            seen.setdefault(r.destination, None)
-        if self.fallback is not None:
-            seen.setdefault(self.fallback, None)
-        return tuple(seen)
+        fallback = [] if self.fallback is None else [self.fallback]
+        return tuple(dict.fromkeys([*(r.destination for r in self.rules), *fallback]))
 
 
 Add = Callable[[str, str, str], None]
@@ -207,10 +203,8 @@ def _check_macvlan(interface: Any, default_master: str | None, add: Add) -> None
         why = "the loopback interface cannot be a macvlan master" if master == "lo" else interface_name_problem(master)
         if why:
             add("InvalidMacvlanMaster", MASTER_FIELD, why)
-    elif default_master:
-        why = interface_name_problem(default_master)
-        if why:
-            add("InvalidMacvlanMaster", MASTER_FIELD, f"is not set and the operator's default master {why}")
+    elif default_master and (why := interface_name_problem(default_master)):
+        add("InvalidMacvlanMaster", MASTER_FIELD, f"is not set and the operator's default master {why}")
 
 
 def _addresses(raw: Any, add: Add) -> list[Address]:
@@ -374,8 +368,7 @@ def _ip(raw: Any, field: str, reason: str, add: Add) -> IPAddress | None:
     except ValueError:
         add(reason, field, f"{_q(raw)} is not an IPv4 or IPv6 address")
         return None
-    why = _unusable(ip)
-    if why:
+    if why := _unusable(ip):
         add(reason, field, f"{_q(raw)} {why}")
         return None
     return ip
