@@ -176,8 +176,7 @@ def _key_pair_error(cert: x509.Certificate, key: PrivateKey) -> str | None:
 
 def _key_field_errors(key_pem: str) -> tuple[list[str], PrivateKey | None]:
     path, redacted = "spec.tls.key", "redacted key data"
-    problem = sanitize_errors(key_pem)
-    if problem:
+    if problem := sanitize_errors(key_pem):
         return [invalid(path, redacted, problem)], None
     blocks = pem_blocks(key_pem)
     others = [b.type for b in blocks if b.type not in _PRIVATE_KEY_TYPES | _IGNORED_TYPES]
@@ -214,17 +213,14 @@ def extended_tls_errors(tls: TLSConfig | None) -> list[str]:
             errs.append(invalid(path, redacted, str(exc)))
         else:
             leaf = certs[0]
-            weak = weak_signature_errors(certs)
-            if weak:
+            if weak := weak_signature_errors(certs):
                 errs.append(invalid(path, redacted, "; ".join(dict.fromkeys(weak))))
             elif pool is not None and not verifies_against(leaf, pool):
                 errs.append(invalid(path, redacted, UNKNOWN_AUTHORITY))
+            elif problem := sanitize_errors(tls.certificate):
+                errs.append(invalid(path, redacted, problem))
             else:
-                problem = sanitize_errors(tls.certificate)
-                if problem:
-                    errs.append(invalid(path, redacted, problem))
-                else:
-                    cert_ok = True
+                cert_ok = True
 
     key = None
     if tls.key:
@@ -238,10 +234,8 @@ def extended_tls_errors(tls: TLSConfig | None) -> list[str]:
             key = _parse_private_key(in_cert[0]) if in_cert else None
         if key is None:
             errs.append(invalid("spec.tls.key", "", "no key specified"))
-        elif leaf is not None:
-            problem = _key_pair_error(leaf, key)
-            if problem:
-                errs.append(invalid("spec.tls.key", "redacted key data", problem))
+        elif leaf is not None and (problem := _key_pair_error(leaf, key)):
+            errs.append(invalid("spec.tls.key", "redacted key data", problem))
 
     if tls.destination_ca_certificate:
         _ca_field_errors(errs, tls.destination_ca_certificate, "spec.tls.destinationCACertificate",
@@ -257,8 +251,7 @@ def _ca_field_errors(errs: list[str], pem: str, path: str, redacted: str,
     except PemError as exc:
         errs.append(invalid(path, redacted, f"failed to parse {what}: {exc}"))
         return None
-    problem = sanitize_errors(pem)
-    if problem:
+    if problem := sanitize_errors(pem):
         errs.append(invalid(path, redacted, problem))
     errs.extend(invalid(path, redacted, e) for e in weak_signature_errors(certs))
     return certs

@@ -76,8 +76,7 @@ def _fqdn_errors(path: str, name: str) -> list[str]:
     # Kubernetes' IsFullyQualifiedDomainName: a trailing dot is fine, at least two labels,
     # each a DNS-1123 label (so at most 63 characters).
     name = name.removesuffix(".")
-    errs = dns1123_subdomain_errors(name)
-    if errs:
+    if errs := dns1123_subdomain_errors(name):
         return [invalid(path, name, e) for e in errs]
     labels = name.split(".")
     if len(labels) < 2:
@@ -92,13 +91,11 @@ def host_errors(host: str, allow_non_dns_compliant: bool = False, path: str = "s
     name with labels of at most 63 characters; with it, only a DNS-1123 subdomain (253 characters).
     """
     if allow_non_dns_compliant:
-        errs = dns1123_subdomain_errors(host)
-        if errs:
+        if errs := dns1123_subdomain_errors(host):
             return [invalid(path, host, "host must conform to DNS naming conventions: ["
                             + " ".join(errs) + "]")]
         return []
-    errs = _fqdn_errors(path, host)
-    if errs:
+    if errs := _fqdn_errors(path, host):
         return [invalid(path, host, "host must conform to DNS 1123 naming conventions: ["
                         + " ".join(errs) + "]")]
     return []
