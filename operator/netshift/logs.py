@@ -14,8 +14,7 @@ class JsonFormatter(logging.Formatter):
         out: dict[str, Any] = {"time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
                                "level": record.levelname.lower(), "logger": record.name,
                                "message": record.getMessage()}
-        ref = getattr(record, "k8s_ref", None)
-        if ref:
+        if ref := getattr(record, "k8s_ref", None):
             out["object"] = ref
         if record.exc_info:
             out["exception"] = self.formatException(record.exc_info)

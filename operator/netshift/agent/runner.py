@@ -130,8 +130,7 @@ class Agent:
         out = {}
         for family, objs in live.items():
             for obj in objs or []:
-                c = obj.get("counter")
-                if c:
+                if c := obj.get("counter"):
                     out[(family, c["name"])] = (c.get("packets", 0), c.get("bytes", 0))
         return out
 
@@ -269,8 +268,7 @@ def run(agent: Agent, *, resync_seconds: float, poll_seconds: float = 1.0,
             now = time.monotonic()
             if now >= next_sync:
                 try:
-                    changes = agent.sync(cfg)
-                    if changes:
+                    if changes := agent.sync(cfg):
                         log.info("applied: %s", "; ".join(changes))
                     next_sync = now + resync_seconds
                 except (net.NetError, nft.NftError, OSError, ConfigError) as exc:

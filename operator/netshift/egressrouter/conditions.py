@@ -91,8 +91,7 @@ def pod_state(pods: Sequence[Mapping[str, Any]], config_hash: str,
     current = [p for p in pods if not _meta(p).get("deletionTimestamp")
                and (_meta(p).get("annotations") or {}).get(CONFIG_HASH_ANNOTATION) == config_hash]
     if not current:
-        old = sorted(_meta(p).get("name", "") for p in pods)
-        if old:
+        if old := sorted(_meta(p).get("name", "") for p in pods):
             return PodState(False, "RollingOut",
                             f"waiting for the previous pod {old[0]} to terminate before the new one "
                             "starts (Recreate: never two pods with one address)")

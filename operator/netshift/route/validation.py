@@ -162,8 +162,7 @@ def spec_errors(route: Route) -> list[str]:
             errs.append(invalid("spec.subdomain", spec.subdomain,
                                 f"must be no more than {DNS1123_SUBDOMAIN_MAX} characters"))
         for label in spec.subdomain.split("."):
-            label_errs = dns1123_label_errors(label)
-            if label_errs:
+            if label_errs := dns1123_label_errors(label):
                 errs.append(invalid("spec.subdomain", label, ", ".join(label_errs)))
     if spec.wildcard_policy == WildcardPolicy.SUBDOMAIN and not spec.host:
         errs.append(invalid("spec.wildcardPolicy", spec.wildcard_policy,
