@@ -8,18 +8,17 @@ from typing import Any, cast
 
 from netshift.agent.ruleset import TABLE
 
-NFT = os.environ.get("NETSHIFT_NFT", "nft")
-
 
 class NftError(RuntimeError):
     pass
 
 
 def _run(args: list[str], stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    nft = os.environ.get("NETSHIFT_NFT") or "nft"  # read when used, never at import
     try:
-        return subprocess.run([NFT, *args], input=stdin, text=True, capture_output=True, timeout=30)
+        return subprocess.run([nft, *args], input=stdin, text=True, capture_output=True, timeout=30)
     except FileNotFoundError:
-        raise NftError(f"{NFT!r} not found: the agent needs the nftables command-line tool") from None
+        raise NftError(f"{nft!r} not found: the agent needs the nftables command-line tool") from None
 
 
 def apply(batch: dict[str, Any]) -> None:
