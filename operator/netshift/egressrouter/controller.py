@@ -11,9 +11,9 @@ from typing import Any, cast
 
 from netshift.egressrouter.queue import WorkQueue
 from netshift.egressrouter.reconcile import Reconciler
-from netshift.egressrouter.render import NAD_KIND, RenderSettings
+from netshift.egressrouter.render import RenderSettings
 from netshift.kube import Kube, new_api_client
-from netshift.models.egressrouter import KIND
+from netshift.models.egressrouter import KIND, NAD_KIND
 
 log = logging.getLogger("netshift.egressrouter")
 

@@ -28,7 +28,6 @@ from netshift.egressrouter.render import (
     AGENT_HEALTH_PORT,
     AGENT_METRICS_PORT,
     CONFIG_HASH_ANNOTATION,
-    NAD_KIND,
     Children,
     RenderSettings,
     render,
@@ -36,7 +35,7 @@ from netshift.egressrouter.render import (
 from netshift.egressrouter.spec import Problem, RouterConfig, parse
 from netshift.kube import Kube, error_message
 from netshift.models import rfc3339_now
-from netshift.models.egressrouter import KIND, EgressRouter
+from netshift.models.egressrouter import KIND, NAD_KIND, EgressRouter
 
 log = logging.getLogger("netshift.egressrouter")
 

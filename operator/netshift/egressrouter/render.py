@@ -24,10 +24,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from netshift import IMAGE
-from netshift.models.egressrouter import API_VERSION, KIND, EgressRouter
+from netshift.models.egressrouter import API_VERSION, KIND, NAD_GROUP, NAD_KIND, NAD_VERSION, EgressRouter
 
-NAD_API_VERSION = "k8s.cni.cncf.io/v1"
-NAD_KIND = "NetworkAttachmentDefinition"
+NAD_API_VERSION = f"{NAD_GROUP}/{NAD_VERSION}"
 NETWORKS_ANNOTATION = "k8s.v1.cni.cncf.io/networks"
 CONFIG_HASH_ANNOTATION = "netshift.io/config-hash"
 # Set by the operator on the running pod (not the template) when the agent config changes: a pod

@@ -18,7 +18,6 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from netshift import metrics
-from netshift.egressrouter.render import NAD_KIND
 from netshift.models import egressrouter, route
 
 from . import events
@@ -52,7 +51,7 @@ RESOURCES = {
     "Service": Resource("", "v1", "services"),
     "Deployment": Resource("apps", "v1", "deployments"),
     "EndpointSlice": Resource("discovery.k8s.io", "v1", "endpointslices"),
-    NAD_KIND: Resource("k8s.cni.cncf.io", "v1", "network-attachment-definitions"),
+    egressrouter.NAD_KIND: Resource(egressrouter.NAD_GROUP, egressrouter.NAD_VERSION, egressrouter.NAD_PLURAL),
     egressrouter.KIND: Resource(egressrouter.GROUP, egressrouter.VERSION, egressrouter.PLURAL),
     route.KIND: Resource(route.GROUP, route.VERSION, route.PLURAL),
 }

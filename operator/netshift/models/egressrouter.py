@@ -18,6 +18,11 @@ VERSION = "v1"
 API_VERSION = f"{GROUP}/{VERSION}"
 KIND = "EgressRouter"
 PLURAL = "egressrouters"
+# The child that gives a router pod its macvlan interface (Multus' NetworkAttachmentDefinition).
+NAD_GROUP = "k8s.cni.cncf.io"
+NAD_VERSION = "v1"
+NAD_KIND = "NetworkAttachmentDefinition"
+NAD_PLURAL = "network-attachment-definitions"
 
 
 class EgressRouterMode(StrEnum):

@@ -19,9 +19,9 @@ from typing import Any, cast
 import kopf
 
 from netshift.egressrouter.controller import CHILD_INDEXES, POD_INDEX, ROUTER_INDEX
-from netshift.egressrouter.render import MANAGED_BY, NAD_KIND
+from netshift.egressrouter.render import MANAGED_BY
 from netshift.kube.api import RESOURCES
-from netshift.models.egressrouter import GROUP, KIND, PLURAL, VERSION
+from netshift.models.egressrouter import GROUP, KIND, NAD_KIND, PLURAL, VERSION
 
 SELECTOR = ",".join(f"{k}={v}" for k, v in MANAGED_BY.items())
 # NB: kopf applies these selectors to every watch of these resources in this process.
