@@ -61,6 +61,7 @@ class AgentSettings(Settings):
 class RouterSettings(_RouterIdentity):
     router_http_port: int = 8080
     router_https_port: int = 8443
+    router_public_https_port: int = 443  # where clients reach the HTTPS port: redirects name it
     router_stats_port: int = 1936
     router_metrics_port: int = 9103
     router_bind_address: str = ""  # every IPv4 address

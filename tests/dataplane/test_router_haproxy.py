@@ -6,6 +6,7 @@ Python HTTP(S) servers on 127.0.0.x; certificates are generated here. Loopback o
 """
 from __future__ import annotations
 
+import hashlib
 import http.client
 import pathlib
 import ssl
@@ -232,6 +233,72 @@ def test_sticky_cookie_and_disable_cookies(router: Router, backends) -> None:
     assert all("set-cookie" not in r.headers for r in free)
     assert {r.backend for r in free} == {"one", "two"}
     assert get(router.http_port, "named.example.com").headers["set-cookie"].startswith("my_session=")
+
+
+# --- parity with OpenShift's router (issue 13) ---------------------------------------------------------
+
+def test_fully_qualified_host_with_trailing_dot(router: Router, backends) -> None:
+    b = backends.make("b")
+    pass_b = backends.make("p", "127.0.0.2", tls=certs.issue(BACKEND_CA, ["pass.example.com"]))
+    leaf = certs.issue(CA, ["secure.example.com"])
+    router.apply([served_route_obj("plain", "plain.example.com"),
+                  served_route_obj("s", "secure.example.com", tls={
+                      "termination": "edge", "certificate": leaf.cert, "key": leaf.key}),
+                  served_route_obj("p", "pass.example.com", tls={"termination": "passthrough"}),
+                  served_route_obj("w", "www.wild.example.com", wildcard=True)],
+                 {**eps(("svc", b)), ("ns", "pass"): [pass_b.endpoint()]})
+    assert get(router.http_port, "plain.example.com.").backend == "b"
+    assert get(router.http_port, f"plain.example.com.:{router.http_port}", "/x").backend == "b"
+    assert get(router.http_port, "any.wild.example.com.").backend == "b"
+    assert get(router.http_port, "plain.example.com..").status == 503
+    # TLS: the SNI and the Host header both carry the dot.
+    edge = get(router.https_port, "secure.example.com.", tls=True)
+    assert edge.status == 200 and edge.backend == "b" and cn(edge.peer_cert) == "secure.example.com"
+
+
+def test_fully_qualified_sni_reaches_a_passthrough_route(router: Router, backends) -> None:
+    b = backends.make("p", "127.0.0.2", tls=certs.issue(BACKEND_CA, ["pass.example.com"]))
+    router.apply([served_route_obj("p", "pass.example.com", tls={"termination": "passthrough"})],
+                 eps(("svc", b)))
+    r = get(router.https_port, "pass.example.com.", tls=True)
+    assert r.status == 200 and r.backend == "p" and cn(r.peer_cert) == "pass.example.com"
+
+
+def test_redirect_to_https_drops_the_http_port(router: Router, backends, tmp_path: pathlib.Path) -> None:
+    b = backends.make("b")
+    routes = [served_route_obj("r", "redirect.example.com", tls={
+                  "termination": "edge", "insecureEdgeTerminationPolicy": "Redirect"}),
+              served_route_obj("h", "hsts.example.com", annotations={ann.HSTS_HEADER: "max-age=600"}, tls={
+                  "termination": "reencrypt", "insecureEdgeTerminationPolicy": "Redirect"})]
+    router.apply(routes, eps(("svc", b)))
+    for host in ("redirect.example.com", "hsts.example.com"):
+        r = get(router.http_port, f"{host}:8080", "/some/path?q=1")
+        assert r.status == 302 and r.headers["location"] == f"https://{host}/some/path?q=1"
+        assert get(router.http_port, host, "/a").headers["location"] == f"https://{host}/a"
+    # Published on another HTTPS port: the redirect names that port.
+    (tmp_path / "other").mkdir()
+    other = Router(tmp_path / "other", public_https_port=8443)
+    try:
+        other.apply(routes, eps(("svc", b)))
+        r = get(other.http_port, "redirect.example.com:8080", "/p")
+        assert r.headers["location"] == "https://redirect.example.com:8443/p"
+    finally:
+        other.close()
+
+
+def test_sticky_session_set_by_openshift_router_survives_the_move(router: Router, backends) -> None:
+    one, two = backends.make("one"), backends.make("two", "127.0.0.2")
+    router.apply([served_route_obj("sticky", "sticky.example.com")], eps(("svc", one), ("svc", two)))
+    # OpenShift's router names the cookie MD5(" <namespace>:<route>") and gives each server the MD5 of
+    # its endpoint ID "pod:<pod>:<service>:<port name>:<address>:<port>" as value.
+    md5 = lambda text: hashlib.md5(text.encode()).hexdigest()  # noqa: E731
+    name = md5(" ns:sticky")
+    for b in (one, two):
+        value = md5(f"pod:pod-{b.name}:svc:http:{b.address}:{b.port}")
+        got = {get(router.http_port, "sticky.example.com", headers={"Cookie": f"{name}={value}"}).backend
+               for _ in range(10)}
+        assert got == {b.name}
+    assert get(router.http_port, "sticky.example.com").headers["set-cookie"].startswith(f"{name}=")
 
 
 # --- annotations ------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ annotation effects); `haproxy -c` validates whole configurations when HAProxy is
 """
 from __future__ import annotations
 
+import dataclasses
 import pathlib
 import re
 import shutil
@@ -238,6 +239,8 @@ def test_rate_limit_needs_the_switch() -> None:
     ("/v1(x)", "a.example.com/v1(x)/y", True),
     ("", "a.example.com:8080/x", True), ("/foo", "a.example.com:80/foo", True),
     ("", "b.example.com/", False), ("", "xa.example.com/", False), ("", "a.example.com.evil/", False),
+    ("", "a.example.com./x", True), ("/foo", "a.example.com.:8080/foo", True),  # fully qualified
+    ("", "a.example.com../", False), ("", "a.example.comx/", False),
 ])
 def test_route_regex(path, base, matches) -> None:
     assert bool(re.search(hc.route_regex("a.example.com", path), base)) is matches
@@ -249,6 +252,7 @@ def test_wildcard_regex_matches_one_label() -> None:
     assert not re.search(rx, "a.b.example.com/") and not re.search(rx, "example.com/")
     sni = hc.sni_regex("www.example.com", wildcard=True)
     assert re.search(sni, "x.example.com") and not re.search(sni, "x.example.com.evil")
+    assert re.search(sni, "x.example.com.") and re.search(hc.sni_regex("a.example.com"), "a.example.com.")
 
 
 def test_longest_path_first_and_exact_hosts_before_wildcards() -> None:
@@ -293,9 +297,12 @@ def test_insecure_policies_and_terminations_in_the_maps() -> None:
     assert lookup(r, hc.HTTPS_MAP, "rr.example.com/") == "be_secure:ns:re-redirect"
     assert lookup(r, hc.HTTPS_MAP, "plain.example.com/") is None  # plain routes: no https
     assert lookup(r, hc.HTTPS_MAP, "p.example.com/") is None
-    assert map_lines(r, hc.PASSTHROUGH_MAP) == [(r"^p\.example\.com$", "be_tcp:ns:pass"),
-                                                (r"^pr\.example\.com$", "be_tcp:ns:pass-redirect")]
-    assert "http-request redirect scheme https code 302" in backend(r, hc.REDIRECT_BACKEND)
+    assert map_lines(r, hc.PASSTHROUGH_MAP) == [(r"^p\.example\.com\.?$", "be_tcp:ns:pass"),
+                                                (r"^pr\.example\.com\.?$", "be_tcp:ns:pass-redirect")]
+    # OpenShift's redirect: the HTTP port goes, the public HTTPS port comes when it is not 443.
+    assert ("http-request redirect location https://%[req.hdr(host),regsub(:[0-9]+$,,)]%[url] code 302"
+            in backend(r, hc.REDIRECT_BACKEND))
+    assert hc.redirect_location(dataclasses.replace(SETTINGS, public_https_port=8443)).endswith("regsub(:[0-9]+$,,)]:8443%[url]")
     assert servers(r, hc.DEFAULT_BACKEND) == []
 
 
@@ -315,7 +322,8 @@ def test_edge_certificate_files_and_list() -> None:
         "termination": "edge", "certificate": LEAF.cert, "key": LEAF.key, "caCertificate": CA.cert}),
         served_route_obj("d", "default.example.com", tls={"termination": "edge"}))
     assert r.files["certs/ns_s.pem"] == LEAF.cert + CA.cert + LEAF.key
-    assert r.files[hc.CERT_LIST] == "/cfg/certs/ns_s.pem secure.example.com\n"  # d: default cert
+    # d: the default certificate; the fully qualified name (trailing dot) gets the route's too
+    assert r.files[hc.CERT_LIST] == "/cfg/certs/ns_s.pem secure.example.com secure.example.com.\n"
     tls_bind = next(line for line in r.config.splitlines() if "bind unix@" in line)
     assert "accept-proxy ssl crt /cfg/default.pem crt-list /cfg/certs.list" in tls_bind
 
@@ -329,7 +337,8 @@ def test_one_certificate_per_host_and_wildcard_sni() -> None:
         served_route_obj("w", "www.wild.example.com", wildcard=True, tls={
             "termination": "edge", "certificate": LEAF.cert, "key": LEAF.key}))
     assert r.files[hc.CERT_LIST].splitlines() == [
-        "/cfg/certs/ns_sub.pem secure.example.com", "/cfg/certs/ns_w.pem *.wild.example.com"]
+        "/cfg/certs/ns_sub.pem secure.example.com secure.example.com.",
+        "/cfg/certs/ns_w.pem *.wild.example.com *.wild.example.com."]
 
 
 def test_reencrypt_verifies_the_backend() -> None:
@@ -402,7 +411,7 @@ def test_server_lines() -> None:
     eps = {("ns", "svc"): [Endpoint("10.0.0.1", 8080, "http", "pod-a"), Endpoint("fd00::5", 8080, "http", "pod-b")]}
     lines = servers(render(served_route_obj("r", "r.example.com"), endpoints=eps), "be_http:ns:r")
     assert lines[0] == (f"server pod:pod-a:svc:http:10.0.0.1:8080 10.0.0.1:8080 cookie "
-                        f"{hc.short_hash('pod:pod-a:svc:http:10.0.0.1:8080')} weight 256 check inter 5000ms")
+                        "442244f0ae49b79ea515f255a2ff045b weight 256 check inter 5000ms")  # OpenShift's: MD5
     assert lines[1].split()[2] == "ipv6@fd00::5:8080"
     single = servers(render(served_route_obj("r", "r.example.com"),
                             endpoints={("ns", "svc"): [Endpoint("10.0.0.1", 80)]}), "be_http:ns:r")
@@ -422,7 +431,7 @@ def test_cookies_by_default_secure_for_tls_and_none_for_passthrough() -> None:
                served_route_obj("named", "n.example.com", annotations={ann.COOKIE_NAME: "sticky"}),
                served_route_obj("off", "o.example.com", annotations={ann.DISABLE_COOKIES: "true"}))
     cookie = lambda name: [line for line in backend(r, name) if line.startswith("cookie ")]
-    default_name = hc.short_hash("ns:h")
+    default_name = "2d705792072fb2b24f13ce8dc8c976c6"  # OpenShift's name for ns/h: MD5 of " ns:h"
     assert cookie("be_http:ns:h") == [f"cookie {default_name} insert indirect nocache httponly"]
     assert cookie("be_edge_http:ns:e")[0].endswith("insert indirect nocache httponly secure attr SameSite=None")
     assert "secure" not in cookie("be_edge_http:ns:ea")[0]  # also served over plain HTTP
@@ -664,7 +673,7 @@ def test_external_certificate_from_the_secret_or_the_default() -> None:
     routes, eps = st.snapshot()
     assert st.certificate_problems == [] and routes[0].certificate == LEAF.cert
     rendered = hc.render(routes, eps, SETTINGS)
-    assert rendered.files[hc.CERT_LIST] == "/cfg/certs/ns_ext.pem secure.example.com\n"
+    assert rendered.files[hc.CERT_LIST] == "/cfg/certs/ns_ext.pem secure.example.com secure.example.com.\n"
     assert rendered.files["certs/ns_ext.pem"] == LEAF.cert + LEAF.key
     # Bad content: the route keeps no certificate (HAProxy's default one serves its host).
     assert st.apply_secret("MODIFIED", _secret("web-tls", LEAF.cert, certs.issue(CA, ["x.example.com"]).key))

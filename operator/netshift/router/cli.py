@@ -20,6 +20,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     setting("--router-name", field="router_name", help="router name whose admitted Routes are served")
     setting("--http-port", field="router_http_port", help="plain HTTP port")
     setting("--https-port", field="router_https_port", help="TLS port: edge, reencrypt and passthrough routes")
+    setting("--public-https-port", field="router_public_https_port",
+            help="HTTPS port clients reach the router on; HTTP->HTTPS redirects name it unless 443")
     setting("--stats-port", field="router_stats_port",
             help="HAProxy's Prometheus exporter (/metrics) and health (/healthz) port (0 disables)")
     setting("--metrics-port", field="router_metrics_port", help="the process's own metrics (reloads; 0 disables)")
@@ -59,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
     run_dir = s.router_run_dir or str(config_dir / "run")
     settings = haproxy_config.Settings(
         files_dir=str(config_dir), run_dir=run_dir, default_certificate=str(config_dir / "default.pem"),
-        http_port=s.router_http_port, https_port=s.router_https_port, stats_port=s.router_stats_port,
+        http_port=s.router_http_port, https_port=s.router_https_port,
+        public_https_port=s.router_public_https_port, stats_port=s.router_stats_port,
         bind_address=s.router_bind_address, bind_ipv6=s.router_ipv6, threads=s.router_threads or None,
         maxconn=s.router_maxconn or None, default_destination_ca=s.router_default_destination_ca,
         hard_stop_after=s.router_hard_stop_after, access_log=s.router_access_log)

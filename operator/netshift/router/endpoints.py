@@ -26,7 +26,7 @@ class Endpoint:
     address: str
     port: int
     port_name: str = ""  # the Service port name ("" for an unnamed port)
-    target: str = ""  # the pod name (targetRef), "" when unknown
+    target: str = ""  # the pod name (a targetRef of kind Pod), "" otherwise
 
     @property
     def ipv6(self) -> bool:
@@ -58,7 +58,8 @@ def endpoints_from_slices(slices: Iterable[Mapping[str, Any]]) -> list[Endpoint]
         for ep in s.get("endpoints") or []:
             if not _ready(ep):
                 continue
-            target = ((ep.get("targetRef") or {}).get("name")) or ""
+            ref = ep.get("targetRef") or {}
+            target = (ref.get("name") or "") if ref.get("kind") == "Pod" else ""
             for address in ep.get("addresses") or []:
                 for p in ports:
                     e = Endpoint(address=address, port=int(p["port"]), port_name=p.get("name") or "",

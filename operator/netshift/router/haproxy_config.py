@@ -63,6 +63,7 @@ class Settings:
     default_certificate: str  # PEM with certificate and key
     http_port: int = 8080
     https_port: int = 8443
+    public_https_port: int = 443  # where clients reach the HTTPS port (the Service's): redirects go there
     stats_port: int = 1936  # 0: no stats frontend
     bind_address: str = ""  # "" = every IPv4 address
     bind_ipv6: bool = False  # also listen on every IPv6 address
@@ -112,14 +113,23 @@ def quote(text: str) -> str:
     return "'" + text.replace("'", "'\\''") + "'"
 
 
-def short_hash(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()[:32]
+def md5_hex(text: str) -> str:
+    # OpenShift's router names its cookies (and their values) by MD5: the same names let a session
+    # survive a move between the two routers. An identifier, not a security measure.
+    return hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()
+
+
+def cookie_name(route: ServedRoute) -> str:
+    """OpenShift's default sticky-cookie name: MD5 of "<termination> <namespace>:<name>", where
+    the termination is read before the router sets it, so always empty (hence the leading space)."""
+    return md5_hex(f" {route.namespace}:{route.name}")
 
 
 def host_regex(host: str, wildcard: bool) -> str:
+    """A route's host, and the same fully qualified with the root's trailing dot (as OpenShift)."""
     if wildcard and domain_of(host):
-        return r"[^\.]*\." + regex_escape(domain_of(host))
-    return regex_escape(host)
+        return r"[^\.]*\." + regex_escape(domain_of(host)) + r"\.?"
+    return regex_escape(host) + r"\.?"
 
 
 def route_regex(host: str, path: str, wildcard: bool = False) -> str:
@@ -162,7 +172,17 @@ def server_address(e: Endpoint) -> str:
 
 
 def server_name(service: str, e: Endpoint) -> str:
-    return f"pod:{e.target or '-'}:{service}:{e.port_name or '-'}:{e.address}:{e.port}"
+    """OpenShift's endpoint ID: the server's name, and by its MD5 the value of its sticky cookie."""
+    if e.target:
+        return f"pod:{e.target}:{service}:{e.port_name}:{e.address}:{e.port}"
+    return f"ept:{service}:{e.port_name}:{e.address}:{e.port}"
+
+
+def redirect_location(settings: Settings) -> str:
+    """Where an HTTP request to a ``Redirect`` route goes: the same host and URL over HTTPS, with
+    the request's port (the HTTP port) replaced by the router's public HTTPS port (none for 443)."""
+    port = "" if settings.public_https_port == 443 else f":{settings.public_https_port}"
+    return f"https://%[req.hdr(host),regsub(:[0-9]+$,,)]{port}%[url]"
 
 
 def pem_bundle(*parts: str) -> str:
@@ -196,7 +216,7 @@ def route_servers(route: ServedRoute,
             if name in seen:
                 continue
             seen.add(name)
-            servers.append(_Server(name, server_address(e), weight, short_hash(name)))
+            servers.append(_Server(name, server_address(e), weight, md5_hex(name)))
     return servers
 
 
@@ -301,7 +321,7 @@ def render_backend(route: ServedRoute, endpoints: Mapping[tuple[str, str], Seque
         # override them), in the backend as OpenShift does.
         body += header_action_lines("http-request", route.request_headers)
         if opts.cookies:
-            cookie = opts.cookie_name or short_hash(f"{route.namespace}:{route.name}")
+            cookie = opts.cookie_name or cookie_name(route)
             line = f"cookie {cookie} insert indirect nocache httponly"
             if route.decrypts and route.insecure_policy != Insecure.ALLOW:
                 line += f" secure attr SameSite={opts.cookie_same_site}"
@@ -419,7 +439,8 @@ def render(routes: Iterable[ServedRoute], endpoints: Mapping[tuple[str, str], Se
                 cert_hosts.add(sni)
                 rel = f"certs/{_file_stem(r)}.pem"
                 files[rel] = pem_bundle(r.certificate, r.ca_certificate, r.key)
-                cert_list.append(f"{d}/{rel} {sni}")
+                # The fully qualified name (trailing root dot) is the same host: same certificate.
+                cert_list.append(f"{d}/{rel} {sni} {sni}.")
 
     # Maps are searched top-down: the order above is the precedence.
     files[HTTP_MAP] = "".join(f"{line}\n" for line in http_map)
@@ -459,6 +480,6 @@ def render(routes: Iterable[ServedRoute], endpoints: Mapping[tuple[str, str], Se
             *_http_frontend_common(f"{d}/{HTTPS_MAP}", settings)]
     out += ["", f"backend {DEFAULT_BACKEND}", "  mode http",
             "", f"backend {REDIRECT_BACKEND}", "  mode http",
-            "  http-request redirect scheme https code 302"]
+            f"  http-request redirect location {redirect_location(settings)} code 302"]
     out += backends_text
     return Rendered(config="\n".join(out) + "\n", files=files, backends=backends)
