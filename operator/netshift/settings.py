@@ -77,6 +77,7 @@ class RouterSettings(_RouterIdentity):
     router_hard_stop_after: str | None = None  # unbounded
     router_shutdown_delay: float = 0.0
     router_access_log: bool = False
+    router_error_pages_configmap: str | None = None  # <namespace>/<name>: custom 503/404 pages
 
 
 def env_name(field: str) -> str:

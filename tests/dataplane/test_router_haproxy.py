@@ -301,6 +301,42 @@ def test_sticky_session_set_by_openshift_router_survives_the_move(router: Router
     assert get(router.http_port, "sticky.example.com").headers["set-cookie"].startswith(f"{name}=")
 
 
+# --- custom error pages ---------------------------------------------------------------------------------
+
+PAGE_503 = ("HTTP/1.0 503 Service Unavailable\r\nContent-Type: text/html\r\nConnection: close\r\n"
+            "Cache-Control: no-store\r\n\r\n<html>custom 503</html>\n")
+PAGE_404 = "HTTP/1.0 404 Not Found\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\ncustom 404\n"
+
+
+def test_custom_error_pages(tmp_path: pathlib.Path, backends) -> None:
+    b = backends.make("b")
+    routes = [served_route_obj("up", "up.example.com"), served_route_obj("down", "down.example.com", service="none"),
+              served_route_obj("e", "edge.example.com", tls={"termination": "edge"})]
+    only_503 = Router(tmp_path, error_pages={503: PAGE_503})
+    try:
+        only_503.apply(routes, eps(("svc", b)))
+        down = get(only_503.http_port, "down.example.com")  # a route without endpoints
+        assert down.status == 503 and down.body == b"<html>custom 503</html>\n"
+        assert down.headers["cache-control"] == "no-store"
+        unknown = get(only_503.http_port, "nobody.example.com")  # no 404 page: no route is a 503
+        assert unknown.status == 503 and b"custom 503" in unknown.body
+        assert get(only_503.https_port, "nobody.example.com", tls=True).body == b"<html>custom 503</html>\n"
+        assert get(only_503.http_port, "up.example.com").backend == "b"
+    finally:
+        only_503.close()
+    (tmp_path / "both").mkdir()
+    both = Router(tmp_path / "both", error_pages={503: PAGE_503, 404: PAGE_404})
+    try:
+        both.apply(routes, eps(("svc", b)))
+        unknown = get(both.http_port, "nobody.example.com")
+        assert unknown.status == 404 and unknown.body == b"custom 404\n"
+        assert get(both.https_port, "nobody.example.com", tls=True).status == 404
+        assert get(both.http_port, "edge.example.com").status == 404  # not served on HTTP: no route
+        assert get(both.http_port, "down.example.com").body == b"<html>custom 503</html>\n"
+    finally:
+        both.close()
+
+
 # --- annotations ------------------------------------------------------------------------------------
 
 def test_timeout_annotation(router: Router, backends) -> None:

@@ -738,3 +738,45 @@ def test_haproxy_accepts_every_feature(tmp_path: pathlib.Path) -> None:
     proc = subprocess.run([HAPROXY, "-c", "-f", str(cfg)], capture_output=True, text=True, timeout=30)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "[WARNING]" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+
+
+# --- custom error pages --------------------------------------------------------------------------
+
+PAGE = "HTTP/1.0 503 Service Unavailable\r\nContent-Type: text/html\r\n\r\n<p>down</p>\n"
+
+
+def test_error_pages_from_the_configmap() -> None:
+    from netshift.router import error_pages as ep
+    lf_404 = "HTTP/1.1 404 Not Found\nContent-Length: 0\n\n"
+    pages, problems = ep.error_pages({"data": {"error-page-503.http": PAGE, "error-page-404.http": lf_404,
+                                               "other": "x"}})
+    assert pages == {503: PAGE, 404: lf_404} and problems == []
+    for bad, why in (("<html>no status line</html>", "status line"), ("HTTP/1.0 503 X\r\nA: b", "empty line"),
+                     ("HTTP/1.0 503 X\r\n\r\n" + "x" * ep.MAX_SIZE, "larger")):
+        pages, problems = ep.error_pages({"data": {"error-page-503.http": bad}})
+        assert pages == {} and len(problems) == 1 and why in problems[0]
+    assert ep.error_pages(None) == ({}, [])
+
+
+def test_error_pages_in_the_state() -> None:
+    st = RouterState(ROUTER)
+    cm = {"metadata": {"namespace": "sys", "name": "pages"}, "data": {"error-page-503.http": PAGE}}
+    assert st.replace_error_pages([]) is False
+    assert st.apply_error_pages("ADDED", cm) is True and st.error_pages == {503: PAGE}
+    assert st.apply_error_pages("MODIFIED", cm) is False
+    assert st.apply_error_pages("MODIFIED", {**cm, "data": {"error-page-503.http": "junk"}}) is True
+    assert st.error_pages == {} and st.error_page_problems
+    assert st.replace_error_pages([cm]) is True and st.apply_error_pages("DELETED", cm) is True
+
+
+def test_error_pages_rendered() -> None:
+    r = render(served_route_obj("r", "r.example.com"),
+               settings=dataclasses.replace(SETTINGS, error_pages={503: PAGE, 404: "HTTP/1.0 404 X\r\n\r\n"}))
+    assert r.files["error-page-503.http"] == PAGE
+    assert "  errorfile 503 /cfg/error-page-503.http" in r.config.splitlines()
+    assert "  errorfile 404 /cfg/error-page-404.http" in r.config.splitlines()
+    assert backend(r, hc.DEFAULT_BACKEND) == ["mode http", "http-request deny deny_status 404"]
+    only_503 = render(served_route_obj("r", "r.example.com"),
+                      settings=dataclasses.replace(SETTINGS, error_pages={503: PAGE}))
+    assert "errorfile 404" not in only_503.config and backend(only_503, hc.DEFAULT_BACKEND) == ["mode http"]
+    assert "errorfile" not in render(served_route_obj("r", "r.example.com")).config

@@ -45,6 +45,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--grace-seconds", type=float, default=25.0,
                    help="on SIGTERM, time given to open connections before HAProxy stops (default 25)")
     setting("--access-log", field="router_access_log", help="HAProxy access log on standard output")
+    setting("--error-pages-configmap", field="router_error_pages_configmap",
+            help="<namespace>/<name> of a ConfigMap with error-page-503.http / error-page-404.http "
+                 "(complete HTTP responses) served for 503 and unmatched requests")
     add_common_flags(p)
     p.add_argument("--render", metavar="ROUTES_JSON",
                    help="print the configuration for the Route objects in this file (a List or an array; "
@@ -78,6 +81,9 @@ def run(args: argparse.Namespace) -> int:
     if not binary:
         print(f"netshift router: {s.haproxy_bin} not found (Debian package haproxy)", file=sys.stderr)
         return 2
+    if s.router_error_pages_configmap and "/" not in s.router_error_pages_configmap:
+        print("netshift router: --error-pages-configmap wants <namespace>/<name>", file=sys.stderr)
+        return 2
     if len(f"{run_dir}/master.sock") > 100:
         print(f"netshift router: --run-dir {run_dir} is too long for unix sockets", file=sys.stderr)
         return 2
@@ -95,4 +101,5 @@ def run(args: argparse.Namespace) -> int:
     return runner.run(router_name=s.router_name, settings=settings, config_dir=str(config_dir),
                       haproxy_bin=binary, metrics_address=s.router_bind_address or "0.0.0.0",
                       metrics_port=s.router_metrics_port, min_interval=s.router_reload_interval,
-                      grace=args.grace_seconds, shutdown_delay=s.router_shutdown_delay)
+                      grace=args.grace_seconds, shutdown_delay=s.router_shutdown_delay,
+                      error_pages_configmap=s.router_error_pages_configmap)

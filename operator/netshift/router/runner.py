@@ -94,14 +94,16 @@ class Router:
         with self.lock:
             self.dirty.clear()
             routes, endpoints = self.state.snapshot()
-            problems = list(self.state.certificate_problems)
+            problems = [*self.state.certificate_problems, *self.state.error_page_problems]
+            pages = dict(self.state.error_pages)
         if problems != self._certificate_problems:  # logged when they change, not at every sync
             for line in problems:
                 if line not in self._certificate_problems:
                     log.warning("%s", line)
             self._certificate_problems = problems
         files_dir = self.store.next_dir()
-        rendered = haproxy_config.render(routes, endpoints, dataclasses.replace(self.settings, files_dir=files_dir))
+        rendered = haproxy_config.render(routes, endpoints, dataclasses.replace(
+            self.settings, files_dir=files_dir, error_pages=pages))
         self.metrics.routes.set(len(rendered.backends))
         self.metrics.backends_without_servers.set(sum(1 for n in rendered.backends.values() if n == 0))
         if not self.store.changed(rendered, files_dir) and self.haproxy.running:
@@ -175,7 +177,7 @@ def default_certificate(path: str | None, config_dir: str, names: list[str]) -> 
 
 def run(*, router_name: str, settings: haproxy_config.Settings, config_dir: str, haproxy_bin: str,
         metrics_address: str, metrics_port: int, min_interval: float, grace: float,
-        shutdown_delay: float = 0.0) -> int:
+        shutdown_delay: float = 0.0, error_pages_configmap: str | None = None) -> int:
     from netshift.kube import Kube, new_api_client
     from netshift.kube.watch import ListWatch
 
@@ -204,6 +206,11 @@ def run(*, router_name: str, settings: haproxy_config.Settings, config_dir: str,
                # in advance); only those a served route names affect the configuration.
                ListWatch(kube(), "Secret", *router.feed("secrets", st.replace_secrets, st.apply_secret),
                          params=[("fieldSelector", "type=kubernetes.io/tls")])]
+    if error_pages_configmap:  # "<namespace>/<name>": RBAC grants reading that one ConfigMap only
+        namespace, _, name = error_pages_configmap.partition("/")
+        watches.append(ListWatch(kube(), "ConfigMap", *router.feed("configmaps", st.replace_error_pages,
+                                                                   st.apply_error_pages),
+                                 namespace=namespace, params=[("fieldSelector", f"metadata.name={name}")]))
     threads = [threading.Thread(target=w.run, args=(router.stop,), daemon=True, name=f"watch-{i}")
                for i, w in enumerate(watches)]
     for t in threads:

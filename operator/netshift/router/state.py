@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .endpoints import Endpoint, endpoints_from_slices, service_of
+from .error_pages import error_pages
 from .routes import ServedRoute, served_route
 from .secrets import TLSSecret, resolve, tls_secret
 
@@ -30,6 +31,8 @@ class RouterState:
         self._endpoints: dict[tuple[str, str], list[Endpoint]] = {}
         self.secrets: dict[tuple[str, str], TLSSecret] = {}
         self.certificate_problems: list[str] = []  # of the last snapshot
+        self.error_pages: dict[int, str] = {}  # from the error pages ConfigMap (when one is named)
+        self.error_page_problems: list[str] = []
 
     # --- routes -------------------------------------------------------------------------------
 
@@ -118,6 +121,18 @@ class RouterState:
         self.secrets = {_key(o): tls_secret(o) for o in objs}
         return any(before.get(k) != self.secrets.get(k) and self._secret_used(k)
                    for k in set(before) | set(self.secrets))
+
+    # --- custom error pages (one ConfigMap, watched by name) -------------------------------------
+
+    def apply_error_pages(self, event: str, obj: Mapping[str, Any]) -> bool:
+        """ADDED / MODIFIED / DELETED of the error pages ConfigMap; True when the pages changed."""
+        pages, self.error_page_problems = error_pages(None if event == "DELETED" else obj)
+        changed = pages != self.error_pages
+        self.error_pages = pages
+        return changed
+
+    def replace_error_pages(self, objs: Sequence[Mapping[str, Any]]) -> bool:
+        return self.apply_error_pages("DELETED", {}) if not objs else self.apply_error_pages("ADDED", objs[0])
 
     # --- output ---------------------------------------------------------------------------------
 
