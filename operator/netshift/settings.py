@@ -78,6 +78,8 @@ class RouterSettings(_RouterIdentity):
     router_shutdown_delay: float = 0.0
     router_access_log: bool = False
     router_error_pages_configmap: str | None = None  # <namespace>/<name>: custom 503/404 pages
+    # The router pod's addresses (the chart sets status.podIPs): never served as endpoints.
+    router_own_addresses: CommaList = ()
 
 
 def env_name(field: str) -> str:

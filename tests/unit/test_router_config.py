@@ -780,3 +780,28 @@ def test_error_pages_rendered() -> None:
                       settings=dataclasses.replace(SETTINGS, error_pages={503: PAGE}))
     assert "errorfile 404" not in only_503.config and backend(only_503, hc.DEFAULT_BACKEND) == ["mode http"]
     assert "errorfile" not in render(served_route_obj("r", "r.example.com")).config
+
+
+# --- endpoints a route may reach (issue 13: never the router itself) --------------------------------
+
+@pytest.mark.parametrize("address,ok", [
+    ("10.244.1.5", True), ("fd00::5", True), ("203.0.113.9", True),
+    ("127.0.0.1", False), ("127.1.2.3", False), ("::1", False), ("::ffff:127.0.0.1", False),
+    ("169.254.169.254", False), ("fe80::1", False), ("0.0.0.0", False), ("::", False),
+    ("224.0.0.1", False), ("ff02::1", False), ("not-an-ip", False),
+    ("10.244.0.7", False), ("fd00:0::7", False),  # the router's own (any spelling)
+])
+def test_routable_addresses(address: str, ok: bool) -> None:
+    from netshift.router.endpoints import routable
+    assert routable(address, ("10.244.0.7", "fd00::7")) is ok
+
+
+def test_endpoints_never_include_the_router_loopback_or_link_local() -> None:
+    addresses = ["10.244.1.5", "10.244.0.7", "127.0.0.1", "169.254.169.254"]
+    s = slice_obj("svc", addresses, [("http", 8080)])
+    assert [e.address for e in endpoints_from_slices([s], own=("10.244.0.7",))] == ["10.244.1.5"]
+    st = RouterState(ROUTER, own_addresses=("10.244.0.7",))
+    st.replace_routes([served_route_obj("r", "r.example.com")])
+    st.replace_slices([s])
+    _, eps = st.snapshot()
+    assert [e.address for e in eps[("ns", "svc")]] == ["10.244.1.5"]

@@ -44,6 +44,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
             help="on SIGTERM, keep serving this many seconds first (load balancers and endpoints catch up)")
     p.add_argument("--grace-seconds", type=float, default=25.0,
                    help="on SIGTERM, time given to open connections before HAProxy stops (default 25)")
+    setting("--own-addresses", field="router_own_addresses",
+            help="the router pod's addresses (comma-separated): never served as endpoints")
     setting("--access-log", field="router_access_log", help="HAProxy access log on standard output")
     setting("--error-pages-configmap", field="router_error_pages_configmap",
             help="<namespace>/<name> of a ConfigMap with error-page-503.http / error-page-404.http "
@@ -102,4 +104,5 @@ def run(args: argparse.Namespace) -> int:
                       haproxy_bin=binary, metrics_address=s.router_bind_address or "0.0.0.0",
                       metrics_port=s.router_metrics_port, min_interval=s.router_reload_interval,
                       grace=args.grace_seconds, shutdown_delay=s.router_shutdown_delay,
-                      error_pages_configmap=s.router_error_pages_configmap)
+                      error_pages_configmap=s.router_error_pages_configmap,
+                      own_addresses=s.router_own_addresses)

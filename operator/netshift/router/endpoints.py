@@ -5,6 +5,11 @@ list of ports that apply to every endpoint of the slice. The port ``name`` of a 
 *Service* port name and ``port`` is the pod's port number, so a Route's ``spec.port.targetPort``
 matches an endpoint port by that name or by that number (as OpenShift's router matches them).
 
+Only addresses a Route may send traffic to are kept: never the router's own addresses (its pod's,
+given by the caller), loopback, link-local, unspecified or multicast ones. Whoever can write an
+EndpointSlice (the owner of a selector-less Service) could otherwise point a public Route at the
+router itself (its stats/metrics listener, its internal ports) or at the node's loopback services.
+
 Weights follow OpenShift's router: a backend's weight is spread over its endpoints, and the
 per-endpoint weights are scaled so that the largest is 256 (HAProxy's maximum); a backend with
 weight > 0 never drops to 0 by rounding.
@@ -12,7 +17,8 @@ weight > 0 never drops to 0 by rounding.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping, Sequence
+import ipaddress
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
@@ -47,8 +53,23 @@ def _ready(endpoint: Mapping[str, Any]) -> bool:
     return (endpoint.get("conditions") or {}).get("ready") is not False
 
 
-def endpoints_from_slices(slices: Iterable[Mapping[str, Any]]) -> list[Endpoint]:
-    """Every ready (address, port) of the given slices of one Service, deduplicated and sorted."""
+def routable(address: str, own: Collection[str] = ()) -> bool:
+    """May a route's traffic go to ``address``? Not to the router (``own``: its addresses),
+    loopback, link-local, unspecified or multicast addresses, nor to what is not an IP address."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped  # ::ffff:127.0.0.1 is loopback too
+    if ip.is_loopback or ip.is_link_local or ip.is_unspecified or ip.is_multicast:
+        return False
+    return str(ip) not in {str(ipaddress.ip_address(a)) for a in own}
+
+
+def endpoints_from_slices(slices: Iterable[Mapping[str, Any]], own: Collection[str] = ()) -> list[Endpoint]:
+    """Every ready, routable (address, port) of the given slices of one Service, deduplicated and
+    sorted; ``own``: the router's addresses."""
     out: dict[tuple[str, int, str], Endpoint] = {}
     for s in slices:
         if (s.get("addressType") or "IPv4") not in ("IPv4", "IPv6"):
@@ -61,6 +82,8 @@ def endpoints_from_slices(slices: Iterable[Mapping[str, Any]]) -> list[Endpoint]
             ref = ep.get("targetRef") or {}
             target = (ref.get("name") or "") if ref.get("kind") == "Pod" else ""
             for address in ep.get("addresses") or []:
+                if not routable(address, own):
+                    continue
                 for p in ports:
                     e = Endpoint(address=address, port=int(p["port"]), port_name=p.get("name") or "",
                                  target=target)

@@ -50,10 +50,10 @@ class Metrics:
 class Router:
     def __init__(self, *, router_name: str, settings: haproxy_config.Settings, config_dir: str,
                  haproxy_bin: str, min_interval: float = 1.0, metrics: Metrics | None = None,
-                 haproxy_output: Any = None) -> None:
+                 haproxy_output: Any = None, own_addresses: tuple[str, ...] = ()) -> None:
         self.router_name = router_name
         self.settings = settings
-        self.state = RouterState(router_name)
+        self.state = RouterState(router_name, own_addresses)
         self.store = ConfigStore(config_dir)
         self.haproxy_bin = haproxy_bin
         self.min_interval = min_interval
@@ -177,7 +177,8 @@ def default_certificate(path: str | None, config_dir: str, names: list[str]) -> 
 
 def run(*, router_name: str, settings: haproxy_config.Settings, config_dir: str, haproxy_bin: str,
         metrics_address: str, metrics_port: int, min_interval: float, grace: float,
-        shutdown_delay: float = 0.0, error_pages_configmap: str | None = None) -> int:
+        shutdown_delay: float = 0.0, error_pages_configmap: str | None = None,
+        own_addresses: tuple[str, ...] = ()) -> int:
     from netshift.kube import Kube, new_api_client
     from netshift.kube.watch import ListWatch
 
@@ -185,7 +186,7 @@ def run(*, router_name: str, settings: haproxy_config.Settings, config_dir: str,
     if metrics_port:
         start_http_server(metrics_port, addr=metrics_address, registry=metrics.registry)
     router = Router(router_name=router_name, settings=settings, config_dir=config_dir, haproxy_bin=haproxy_bin,
-                    min_interval=min_interval, metrics=metrics)
+                    min_interval=min_interval, metrics=metrics, own_addresses=own_addresses)
     log.info("netshift router %s: HAProxy %s, http %d, https %d, stats %d", router_name,
              haproxy.version(haproxy_bin), settings.http_port, settings.https_port, settings.stats_port)
 

@@ -23,8 +23,9 @@ def _key(obj: Mapping[str, Any]) -> tuple[str, str]:
 
 
 class RouterState:
-    def __init__(self, router_name: str) -> None:
+    def __init__(self, router_name: str, own_addresses: Sequence[str] = ()) -> None:
         self.router_name = router_name
+        self.own_addresses = frozenset(own_addresses)  # never served as endpoints
         self.routes: dict[tuple[str, str], ServedRoute] = {}
         self.slices: dict[tuple[str, str], tuple[tuple[str, str], dict[str, Any]]] = {}
         self._by_service: dict[tuple[str, str], set[tuple[str, str]]] = defaultdict(set)
@@ -98,7 +99,8 @@ class RouterState:
     def endpoints(self, service: tuple[str, str]) -> list[Endpoint]:
         cached = self._endpoints.get(service)
         if cached is None:
-            cached = endpoints_from_slices(self.slices[k][1] for k in sorted(self._by_service.get(service, ())))
+            cached = endpoints_from_slices((self.slices[k][1] for k in sorted(self._by_service.get(service, ()))),
+                                           self.own_addresses)
             self._endpoints[service] = cached
         return cached
 
