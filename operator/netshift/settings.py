@@ -44,6 +44,9 @@ class OperatorSettings(_RouterIdentity):
     # Route admission
     routes_enabled: bool = True  # false: no Route handlers at all (the chart then grants no RBAC)
     router_canonical_hostname: str | None = None
+    # <namespace>:<name> of the router's ServiceAccount: routes with spec.tls.externalCertificate are
+    # admitted only when it may get/list/watch their Secret (unset: not checked).
+    router_service_account: str | None = None
     disable_namespace_ownership_check: bool = False
     # OpenShift 4 rejects wildcard routes unless the IngressController allows them; same default.
     allow_wildcard_routes: bool = False

@@ -340,3 +340,50 @@ def test_second_decision_while_first_write_in_flight_is_not_lost():
         assert admitted(api, "ns2", "older") == "True"
         assert ingress(api, "ns1", "newer")["conditions"][0]["reason"] == "HostAlreadyClaimed"
     run(scenario())
+
+
+# --- externalCertificate: the router's access to the Secret (SubjectAccessReview) ----------------
+
+EXPECTED_403 = ("[spec.tls.externalCertificate: Forbidden: router serviceaccount does not have permission to get "
+                "this secret, spec.tls.externalCertificate: Forbidden: router serviceaccount does not have "
+                "permission to watch this secret, spec.tls.externalCertificate: Forbidden: router "
+                "serviceaccount does not have permission to list this secret]")
+
+
+def test_external_certificate_needs_the_routers_access_to_its_secret(monkeypatch):
+    import netshift.route.controller as controller
+    monkeypatch.setattr(controller, "SECRET_RECHECK_SECONDS", 0.01)
+
+    async def scenario():
+        api = FakeApi()
+        granted: set[tuple[str, str]] = set()
+        asked: list[tuple[str, str]] = []
+
+        async def access(namespace: str, secret: str) -> tuple[str, ...]:
+            asked.append((namespace, secret))
+            return () if (namespace, secret) in granted else ("get", "watch", "list")
+
+        ctrl = RouteAdmissionController(policy=POLICY, router_name="default", canonical_hostname=None, api=api,
+                                        now=lambda: "2024-02-02T00:00:00Z", secret_access=access)
+        tls = {"termination": "edge", "externalCertificate": {"name": "web-tls"}}
+        api.add(route_obj("web", "ns", host="web.example.com", tls=tls))
+        api.add(route_obj("plain", "ns", host="plain.example.com"))
+        await settle(ctrl, api)
+        entry = ingress(api, "ns", "web")
+        assert entry["conditions"][0]["reason"] == "ExtendedValidationFailed"
+        assert entry["conditions"][0]["message"] == EXPECTED_403
+        assert admitted(api, "ns", "plain") == "True" and ("ns", "web-tls") in asked
+        assert all(secret == "web-tls" for _, secret in asked)  # only routes with a Secret are checked
+        # The author grants the router access (a Role): the periodic re-check admits the route.
+        granted.add(("ns", "web-tls"))
+        for _ in range(50):
+            await asyncio.sleep(0.02)
+            await settle(ctrl, api)
+            if admitted(api, "ns", "web") == "True":
+                break
+        assert admitted(api, "ns", "web") == "True"
+        checks = len(asked)
+        await asyncio.sleep(0.05)
+        await settle(ctrl, api)
+        assert len(asked) == checks  # admitted: no more checks until the route changes
+    run(scenario())

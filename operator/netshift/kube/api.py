@@ -168,6 +168,15 @@ class Kube:
             if not token:
                 return items, meta.get("resourceVersion") or ""
 
+    def allowed(self, user: str, namespace: str, verb: str, resource: str, name: str) -> bool:
+        """A SubjectAccessReview: may ``user`` do ``verb`` on that one object (core group)?"""
+        review = {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
+                  "spec": {"user": user, "resourceAttributes": {
+                      "namespace": namespace, "verb": verb, "resource": resource, "name": name}}}
+        out = self.request("POST", "/apis/authorization.k8s.io/v1/subjectaccessreviews", body=review,
+                           resource="subjectaccessreviews") or {}
+        return bool((out.get("status") or {}).get("allowed"))
+
     def served(self, kind: str) -> bool:
         """Whether the API server serves this kind's resource (a CRD may be missing)."""
         res = RESOURCES[kind]

@@ -12,6 +12,7 @@ quadratic in the number of routes, minutes at 10,000.)
 """
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import kopf
@@ -39,10 +40,13 @@ async def _startup(memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
     settings: OperatorSettings = memo.settings
     if "route" not in memo:  # kopf retries a failed startup handler
         api = KubeRouteApi()
+        secret_access = None
+        if sa := settings.router_service_account:
+            secret_access = functools.partial(api.secret_access, f"system:serviceaccount:{sa}")
         memo.route = RouteAdmissionController(
             policy=admission.policy_from_config(settings), router_name=settings.router_name,
             canonical_hostname=settings.router_canonical_hostname, api=api,
-            on_transition=api.post_transition, metrics=_Metrics())
+            on_transition=api.post_transition, metrics=_Metrics(), secret_access=secret_access)
     ctrl = memo.route
     api = ctrl.api
     assert isinstance(api, KubeRouteApi)

@@ -98,14 +98,26 @@ def reject(reason: str, message: str) -> Decision:
     return Decision(False, reason, message)
 
 
-def own_rejection(route: Route, host: str, policy: Policy) -> Decision | None:
+def external_certificate(route: Route) -> str | None:
+    """The Secret an edge or reencrypt route takes its certificate from, if any."""
+    t = route.spec.tls
+    if t is None or t.external_certificate is None or t.termination == TLSTermination.PASSTHROUGH:
+        return None
+    return t.external_certificate.name or None
+
+
+def own_rejection(route: Route, host: str, policy: Policy,
+                  secret_missing: tuple[str, ...] = ()) -> Decision | None:
     """Why the route cannot be admitted whatever the other routes are, or None.
 
     Order as in the router's plugin chain: extended validation, then the admission function
-    (domains, wildcards), then the host checks.
+    (domains, wildcards), then the host checks. ``secret_missing``: the verbs on the route's
+    external certificate Secret that the router's ServiceAccount is not granted (OpenShift's
+    SubjectAccessReview, asked by the caller).
     """
     if policy.extended_validation:
-        errs = validation.spec_errors(route) + tls.extended_tls_errors(route.spec.tls)
+        errs = (validation.spec_errors(route) + tls.extended_tls_errors(route.spec.tls)
+                + validation.external_certificate_access_errors(secret_missing))
         if errs:
             return reject(EXTENDED_VALIDATION_FAILED, validation.aggregate(errs))
     if host:
@@ -127,9 +139,10 @@ def own_rejection(route: Route, host: str, policy: Policy) -> Decision | None:
     return None
 
 
-def candidate(route: Route, policy: Policy, host: str | None = None) -> Candidate:
+def candidate(route: Route, policy: Policy, host: str | None = None,
+              secret_missing: tuple[str, ...] = ()) -> Candidate:
     """The candidate of a route; ``host`` overrides the served host (e.g. a generated host that
-    is reported but cannot be written)."""
+    is reported but cannot be written); ``secret_missing`` as in ``own_rejection``."""
     meta = route.metadata
     if host is None:
         host = hosts.served_host(route.spec.host, route.spec.subdomain, policy.domain)
@@ -142,7 +155,7 @@ def candidate(route: Route, policy: Policy, host: str | None = None) -> Candidat
         path=route.spec.path or "",
         termination=route.spec.termination,
         wildcard=route.spec.effective_wildcard_policy == WildcardPolicy.SUBDOMAIN,
-        rejection=own_rejection(route, host, policy),
+        rejection=own_rejection(route, host, policy, secret_missing),
     )
 
 

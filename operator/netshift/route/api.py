@@ -15,7 +15,7 @@ from typing import Any, ParamSpec, TypeVar
 from netshift.kube import Kube, new_api_client
 from netshift.models.route import ADMITTED, KIND
 
-from . import admission
+from . import admission, validation
 from .controller import Observed
 
 P = ParamSpec("P")
@@ -46,6 +46,11 @@ class KubeRouteApi:
 
     async def patch(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
         return await self._run(self.kube.merge_patch, KIND, namespace, name, patch)
+
+    async def secret_access(self, user: str, namespace: str, secret: str) -> tuple[str, ...]:
+        """The verbs OpenShift requires on an external certificate Secret that ``user`` lacks."""
+        return tuple([verb for verb in validation.EXTERNAL_CERTIFICATE_VERBS
+                      if not await self._run(self.kube.allowed, user, namespace, verb, "secrets", secret)])
 
     def post_transition(self, obs: Observed, decision: admission.Decision,
                         previous: admission.Decision | None) -> None:

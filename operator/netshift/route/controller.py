@@ -33,6 +33,13 @@ from .admission import AdmissionIndex, Candidate, Decision, Policy
 log = logging.getLogger("netshift.route")
 
 
+# A route whose router may not read its external certificate is checked again this often (the
+# route's author may add the Role later, without touching the route).
+SECRET_RECHECK_SECONDS = 30.0
+
+SecretAccess = Callable[[str, str], Awaitable[tuple[str, ...]]]
+
+
 class RouteApi(Protocol):
     async def patch_status(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]: ...
     async def patch(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]: ...
@@ -46,6 +53,7 @@ class Observed:
     ingress: list[dict[str, Any]]
     wildcard_policy: str
     cache_key: tuple[Any, ...] | None = None  # what the candidate was computed from
+    body: dict[str, Any] | None = None  # kept only for routes with an external certificate
 
 
 @dataclasses.dataclass
@@ -70,8 +78,12 @@ class RouteAdmissionController:
     def __init__(self, *, policy: Policy, router_name: str, canonical_hostname: str | None,
                  api: RouteApi, now: Callable[[], str] = rfc3339_now, concurrency: int = 16,
                  on_transition: Callable[[Observed, Decision, Decision | None], None] | None = None,
-                 metrics: Any = None) -> None:
+                 metrics: Any = None, secret_access: SecretAccess | None = None) -> None:
         self.policy = policy
+        # (namespace, Secret) -> the verbs the router's ServiceAccount lacks on it (None: no check)
+        self.secret_access = secret_access
+        self._secret_answers: dict[str, tuple[str, tuple[str, ...]]] = {}  # uid -> (Secret, missing)
+        self._secret_inflight: set[str] = set()
         self.router_name = router_name
         self.canonical_hostname = canonical_hostname
         self.api = api
@@ -106,6 +118,7 @@ class RouteAdmissionController:
             resource_version=meta.get("resourceVersion"),
             ingress=list((body.get("status") or {}).get("ingress") or []),
             wildcard_policy=spec.get("wildcardPolicy") or WildcardPolicy.NONE.value,
+            body=body if (spec.get("tls") or {}).get("externalCertificate") else None,
         )
         self.observed[uid] = obs
         # The candidate depends on the spec (generation moves with it), the annotation that relaxes
@@ -140,13 +153,68 @@ class RouteAdmissionController:
                 self._replace(uid, None)
                 return uid
             host_override = write.host  # reported as InvalidHost, never written
-        self._replace(uid, admission.candidate(route, self.policy, host=host_override))
+        missing: tuple[str, ...] = ()
+        if (secret := admission.external_certificate(route)) and self.secret_access is not None:
+            answer = self._secret_answers.pop(uid, None)
+            if answer is None or answer[0] != secret:
+                # Decided once the API server says what the router may do with the Secret; the
+                # previous decision (if any) stands until then.
+                self._ask_secret_access(uid, obs.namespace, secret)
+                return uid
+            missing = answer[1]
+        self._replace(uid, admission.candidate(route, self.policy, host=host_override, secret_missing=missing))
         return uid
+
+    def _ask_secret_access(self, uid: str, namespace: str, secret: str) -> None:
+        if uid not in self._secret_inflight:
+            self._secret_inflight.add(uid)
+            self._spawn(self._secret_check(uid, namespace, secret))
+
+    async def _secret_check(self, uid: str, namespace: str, secret: str) -> None:
+        assert self.secret_access is not None
+        loop = asyncio.get_running_loop()
+        try:
+            async with self._sem:
+                missing = await self.secret_access(namespace, secret)
+        except Exception as exc:
+            self.stats.errors += 1
+            log.warning("route %s: cannot check the router's access to Secret %s/%s: %s",
+                        uid, namespace, secret, exc)
+            loop.call_later(5.0, self._recheck, uid)
+            return
+        finally:
+            self._secret_inflight.discard(uid)
+        if uid not in self.observed:
+            return
+        self._secret_answers[uid] = (secret, missing)
+        self._reobserve(uid)
+        if missing:
+            loop.call_later(SECRET_RECHECK_SECONDS, self._recheck, uid)
+
+    def _reobserve(self, uid: str) -> None:
+        """Compute a route's candidate again from its last event (keeping what our own status
+        writes taught us since: a newer resourceVersion and ingress list)."""
+        obs = self.observed.get(uid)
+        if obs is None or obs.body is None:
+            return
+        obs.cache_key = None
+        self.observe(obs.body)
+        current = self.observed[uid]
+        if _rv_newer_or_equal(obs.resource_version, current.resource_version):
+            current.resource_version, current.ingress = obs.resource_version, obs.ingress
+        self.kick(uid)
+
+    def _recheck(self, uid: str) -> None:
+        """Ask again about a route's Secret (after a refusal or an error)."""
+        if uid in self.observed and uid not in self._secret_inflight:
+            self._secret_answers.pop(uid, None)
+            self._reobserve(uid)
 
     def forget(self, uid: str) -> None:
         """The route is gone: its groups are re-evaluated (this promotes the next oldest)."""
         self._replace(uid, None)
-        for table in (self.observed, self.decisions, self.host_writes, self.known_host):
+        for table in (self.observed, self.decisions, self.host_writes, self.known_host,
+                      self._secret_answers):
             table.pop(uid, None)
 
     def kick(self, uid: str | None = None) -> None:

@@ -7,6 +7,7 @@ so that they read like OpenShift's.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 from netshift.models.route import InsecureEdgeTerminationPolicy as Insecure
 from netshift.models.route import Route, TLSTermination, WildcardPolicy
@@ -46,6 +47,22 @@ def required(path: str, detail: str = "") -> str:
 def not_supported(path: str, value: object, supported: list[str]) -> str:
     return (f"{path}: Unsupported value: {_quote(value)}: supported values: "
             + ", ".join(_quote(s) for s in supported))
+
+
+def forbidden(path: str, detail: str) -> str:
+    return f"{path}: Forbidden: {detail}"
+
+
+# OpenShift (library-go ValidateTLSExternalCertificate) checks these verbs in this order.
+EXTERNAL_CERTIFICATE_VERBS = ("get", "watch", "list")
+
+
+def external_certificate_access_errors(missing: Iterable[str]) -> list[str]:
+    """OpenShift's errors for the verbs on its Secret the router's ServiceAccount is not granted."""
+    missing = set(missing)
+    return [forbidden("spec.tls.externalCertificate",
+                      f"router serviceaccount does not have permission to {verb} this secret")
+            for verb in EXTERNAL_CERTIFICATE_VERBS if verb in missing]
 
 
 def aggregate(errors: list[str]) -> str:
