@@ -114,12 +114,13 @@ ROUTE_RULES = {
     ("route.openshift.io", "routes", ("list", "patch", "watch")),
     ("route.openshift.io", "routes/status", ("patch",)),
     ("", "events", ("create",)),
+    ("authorization.k8s.io", "subjectaccessreviews", ("create",)),
 }
-# The router (operator/netshift/kube/watch.py) only reads; Secrets for spec.tls.externalCertificate.
+# The router (operator/netshift/kube/watch.py) only reads, and no Secrets: route authors grant it
+# their externalCertificate Secret, one by one (a Role in the route's namespace).
 ROUTER_RULES = {
     ("route.openshift.io", "routes", ("list", "watch")),
     ("discovery.k8s.io", "endpointslices", ("list", "watch")),
-    ("", "secrets", ("get", "list", "watch")),
 }
 
 
@@ -379,7 +380,8 @@ def test_router_deployment_defaults(tmp_path: pathlib.Path) -> None:
     assert container["image"] == operator_deployment(objs)["spec"]["template"]["spec"]["containers"][0]["image"]
     assert container["args"] == [
         "router", "--router-name=default", "--domain=apps.netshift.local", "--http-port=8080",
-        "--https-port=8443", "--stats-port=1936", "--metrics-port=9103", "--config-dir=/var/lib/netshift-router",
+        "--https-port=8443", "--public-https-port=443", "--stats-port=1936", "--metrics-port=9103",
+        "--config-dir=/var/lib/netshift-router",
         "--maxconn=20000", "--reload-interval=1", "--shutdown-delay=5", "--grace-seconds=30", "--log-format=json"]
     assert {p["name"]: p["containerPort"] for p in container["ports"]} == {
         "http": 8080, "https": 8443, "stats": 1936, "metrics": 9103}
@@ -433,6 +435,26 @@ def test_router_values(tmp_path: pathlib.Path) -> None:
     assert service["type"] == "LoadBalancer" and service["externalTrafficPolicy"] == "Local"
     assert service["loadBalancerClass"] == "metallb"
     assert [p["nodePort"] for p in service["ports"]] == [30080, 30443]
+
+
+def test_router_error_pages_public_https_port_and_own_addresses(tmp_path: pathlib.Path) -> None:
+    objs = render(tmp_path, {"router": {"errorPagesConfigMap": "pages", "publicHttpsPort": 30443}})
+    (container,) = named(objs, "Deployment", "router")["spec"]["template"]["spec"]["containers"]
+    assert "--error-pages-configmap=netshift-system/pages" in container["args"]
+    assert "--public-https-port=30443" in container["args"]
+    assert {"name": "NETSHIFT_ROUTER_OWN_ADDRESSES",
+            "valueFrom": {"fieldRef": {"fieldPath": "status.podIPs"}}} in container["env"]
+    # Exactly the one ConfigMap, for the router only.
+    (role,) = by_kind(objs, "Role")
+    assert role["metadata"]["namespace"] == "netshift-system"
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["pages"],
+                              "verbs": ["get", "list", "watch"]}]
+    (binding,) = by_kind(objs, "RoleBinding")
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "netshift-router",
+                                    "namespace": "netshift-system"}]
+    (operator,) = named(objs, "Deployment", "operator")["spec"]["template"]["spec"]["containers"]
+    assert {"name": "NETSHIFT_ROUTER_SERVICE_ACCOUNT", "value": "netshift-system:netshift-router"} in operator["env"]
 
 
 def test_router_not_deployed_without_route_support_or_when_disabled(tmp_path: pathlib.Path) -> None:

@@ -681,8 +681,15 @@ def test_external_certificate_from_the_secret_or_the_default() -> None:
     assert "does not match" in st.certificate_problems[0] and routes[0].certificate == ""
     assert hc.render(routes, eps, SETTINGS).files[hc.CERT_LIST] == ""
     assert st.apply_secret("DELETED", _secret("web-tls", "", ""))
-    assert st.replace_secrets([_secret("web-tls", LEAF.cert, LEAF.key)])
-    assert not st.replace_secrets([_secret("web-tls", LEAF.cert, LEAF.key), _secret("x", LEAF.cert, LEAF.key)])
+    assert st.wanted_secrets() == {("ns", "web-tls")}
+    assert st.replace_secret(("ns", "web-tls"), [_secret("web-tls", LEAF.cert, LEAF.key)])
+    assert not st.replace_secret(("ns", "web-tls"), [_secret("web-tls", LEAF.cert, LEAF.key)])
+    assert st.replace_secret(("ns", "web-tls"), [])  # gone
+    st.replace_secret(("ns", "web-tls"), [_secret("web-tls", LEAF.cert, LEAF.key)])
+    assert st.apply_route("DELETED", served_route_obj("ext", "secure.example.com", tls=tls))
+    assert st.wanted_secrets() == set()
+    st.forget_secret(("ns", "web-tls"))
+    assert st.secrets == {}
     # Only edge and reencrypt routes use it.
     (p,) = served(served_route_obj("p", "p.example.com", tls={"termination": "passthrough",
                                                        "externalCertificate": {"name": "web-tls"}}))

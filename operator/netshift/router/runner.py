@@ -10,6 +10,7 @@ HAProxy refuses is logged and counted, and the last good one keeps serving.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import pathlib
 import signal
@@ -66,6 +67,7 @@ class Router:
         self._last_sync = 0.0
         self._certificate_problems: list[str] = []
         self.synced_once = threading.Event()
+        self.before_sync: Callable[[], None] | None = None  # e.g. follow the Secrets routes name
 
     # --- inputs (watch threads) ---------------------------------------------------------------
 
@@ -91,6 +93,8 @@ class Router:
     def sync(self) -> bool:
         """Render and, when it changed, install and (re)load; True when HAProxy was (re)loaded."""
         t0 = time.monotonic()
+        if self.before_sync is not None:
+            self.before_sync()
         with self.lock:
             self.dirty.clear()
             routes, endpoints = self.state.snapshot()
@@ -154,6 +158,52 @@ class Router:
             self.dirty.wait(1.0)
 
 
+class SecretWatches:
+    """One list-watch per Secret a served route names (``spec.tls.externalCertificate``), selected
+    by ``metadata.name`` in the route's namespace: as in OpenShift, the router may read only the
+    Secrets route authors granted it (admission checked the grant), never every Secret."""
+
+    def __init__(self, router: Router, kube: Callable[[], Any], first_wait: float = 5.0) -> None:
+        self.router = router
+        self.kube = kube
+        self.first_wait = first_wait  # the first configuration waits this long for the Secrets
+        self.watches: dict[tuple[str, str], threading.Event] = {}  # Secret -> its watch's stop
+
+    def update(self) -> None:
+        from netshift.kube.watch import ListWatch
+
+        router, st = self.router, self.router.state
+        with router.lock:
+            wanted = st.wanted_secrets()
+        for key in set(self.watches) - wanted:
+            self.watches.pop(key).set()
+            with router.lock:
+                st.forget_secret(key)
+        started = []
+        for key in sorted(wanted - set(self.watches)):
+            stop = threading.Event()
+            on_list, on_event = router.feed("secrets", functools.partial(st.replace_secret, key), st.apply_secret)
+            watch = ListWatch(self.kube(), "Secret", _unless(stop, on_list), _unless(stop, on_event),
+                              namespace=key[0], params=[("fieldSelector", f"metadata.name={key[1]}")])
+            # Daemon threads, like the other watches: they end with the process.
+            threading.Thread(target=watch.run, args=(stop,), daemon=True,
+                             name=f"secret-{key[0]}/{key[1]}").start()
+            self.watches[key] = stop
+            started.append(watch)
+        if started and not router.synced_once.is_set():
+            deadline = time.monotonic() + self.first_wait
+            for w in started:
+                w.synced.wait(max(0.0, deadline - time.monotonic()))
+
+
+def _unless(stop: threading.Event, fn: Callable[..., None]) -> Callable[..., None]:
+    """``fn``, ignored once ``stop`` is set (a stopped watch's last events change nothing)."""
+    def guarded(*args: Any) -> None:
+        if not stop.is_set():
+            fn(*args)
+    return guarded
+
+
 def default_certificate(path: str | None, config_dir: str, names: list[str]) -> str:
     """The default certificate as one PEM file (cert + key) HAProxy can load.
 
@@ -202,11 +252,8 @@ def run(*, router_name: str, settings: haproxy_config.Settings, config_dir: str,
 
     st = router.state
     watches = [ListWatch(kube(), "Route", *router.feed("routes", st.replace_routes, st.apply_route)),
-               ListWatch(kube(), "EndpointSlice", *router.feed("endpointslices", st.replace_slices, st.apply_slice)),
-               # spec.tls.externalCertificate: every kubernetes.io/tls Secret (RBAC cannot name them
-               # in advance); only those a served route names affect the configuration.
-               ListWatch(kube(), "Secret", *router.feed("secrets", st.replace_secrets, st.apply_secret),
-                         params=[("fieldSelector", "type=kubernetes.io/tls")])]
+               ListWatch(kube(), "EndpointSlice", *router.feed("endpointslices", st.replace_slices, st.apply_slice))]
+    router.before_sync = SecretWatches(router, kube).update
     if error_pages_configmap:  # "<namespace>/<name>": RBAC grants reading that one ConfigMap only
         namespace, _, name = error_pages_configmap.partition("/")
         watches.append(ListWatch(kube(), "ConfigMap", *router.feed("configmaps", st.replace_error_pages,

@@ -1,4 +1,5 @@
-"""What the router knows of the cluster: Routes and EndpointSlices, fed by watch events (pure).
+"""What the router knows of the cluster: Routes, EndpointSlices, the Secrets served routes name and
+the error pages ConfigMap, fed by watch events (pure).
 
 ``RouterState.apply_route`` / ``apply_slice`` take the objects of watch events (or of the initial
 listing) and say whether the served configuration may have changed; ``snapshot()`` gives the served
@@ -118,11 +119,20 @@ class RouterState:
             self.secrets[key] = new
         return old != new and self._secret_used(key)
 
-    def replace_secrets(self, objs: Sequence[Mapping[str, Any]]) -> bool:
-        before = self.secrets
-        self.secrets = {_key(o): tls_secret(o) for o in objs}
-        return any(before.get(k) != self.secrets.get(k) and self._secret_used(k)
-                   for k in set(before) | set(self.secrets))
+    def wanted_secrets(self) -> set[tuple[str, str]]:
+        """The Secrets served routes name: the router watches these (and may read only these)."""
+        return {(r.namespace, r.external_certificate) for r in self.routes.values() if r.external_certificate}
+
+    def replace_secret(self, key: tuple[str, str], objs: Sequence[Mapping[str, Any]]) -> bool:
+        """A full listing of one Secret's watch (the Secret, or nothing)."""
+        old = self.secrets.pop(key, None)
+        if objs:
+            self.secrets[key] = tls_secret(objs[0])
+        return old != self.secrets.get(key) and self._secret_used(key)
+
+    def forget_secret(self, key: tuple[str, str]) -> None:
+        """No served route names it any more (its watch has stopped)."""
+        self.secrets.pop(key, None)
 
     # --- custom error pages (one ConfigMap, watched by name) -------------------------------------
 
