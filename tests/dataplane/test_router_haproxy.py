@@ -291,7 +291,7 @@ def test_sticky_session_set_by_openshift_router_survives_the_move(router: Router
     router.apply([served_route_obj("sticky", "sticky.example.com")], eps(("svc", one), ("svc", two)))
     # OpenShift's router names the cookie MD5(" <namespace>:<route>") and gives each server the MD5 of
     # its endpoint ID "pod:<pod>:<service>:<port name>:<address>:<port>" as value.
-    md5 = lambda text: hashlib.md5(text.encode()).hexdigest()  # noqa: E731
+    md5 = lambda text: hashlib.md5(text.encode()).hexdigest()
     name = md5(" ns:sticky")
     for b in (one, two):
         value = md5(f"pod:pod-{b.name}:svc:http:{b.address}:{b.port}")

@@ -302,7 +302,8 @@ def test_insecure_policies_and_terminations_in_the_maps() -> None:
     # OpenShift's redirect: the HTTP port goes, the public HTTPS port comes when it is not 443.
     assert ("http-request redirect location https://%[req.hdr(host),regsub(:[0-9]+$,,)]%[url] code 302"
             in backend(r, hc.REDIRECT_BACKEND))
-    assert hc.redirect_location(dataclasses.replace(SETTINGS, public_https_port=8443)).endswith("regsub(:[0-9]+$,,)]:8443%[url]")
+    published = dataclasses.replace(SETTINGS, public_https_port=8443)
+    assert hc.redirect_location(published).endswith("regsub(:[0-9]+$,,)]:8443%[url]")
     assert servers(r, hc.DEFAULT_BACKEND) == []
 
 
@@ -410,7 +411,7 @@ def test_target_port_selects_endpoint_ports() -> None:
 def test_server_lines() -> None:
     eps = {("ns", "svc"): [Endpoint("10.0.0.1", 8080, "http", "pod-a"), Endpoint("fd00::5", 8080, "http", "pod-b")]}
     lines = servers(render(served_route_obj("r", "r.example.com"), endpoints=eps), "be_http:ns:r")
-    assert lines[0] == (f"server pod:pod-a:svc:http:10.0.0.1:8080 10.0.0.1:8080 cookie "
+    assert lines[0] == ("server pod:pod-a:svc:http:10.0.0.1:8080 10.0.0.1:8080 cookie "
                         "442244f0ae49b79ea515f255a2ff045b weight 256 check inter 5000ms")  # OpenShift's: MD5
     assert lines[1].split()[2] == "ipv6@fd00::5:8080"
     single = servers(render(served_route_obj("r", "r.example.com"),
