@@ -162,3 +162,39 @@ def test_other_routers_entries_are_preserved_and_idle_means_no_writes(cluster, n
     before = writes()
     time.sleep(3)
     assert writes() == before
+
+
+def test_external_certificate_needs_the_routers_grant_on_its_secret(cluster, tmp_path, namespace, router_name,
+                                                                    request):
+    """OpenShift's per-Secret access: a SubjectAccessReview for the router's ServiceAccount."""
+    op = start_operator(cluster, tmp_path, "--namespace", namespace,
+                        env={"NETSHIFT_ROUTER_NAME": router_name, "NETSHIFT_ROUTER_DOMAIN": DOMAIN,
+                             "NETSHIFT_ROUTER_SERVICE_ACCOUNT": f"{namespace}:the-router"})
+    try:
+        tls = "  tls:\n    termination: edge\n    externalCertificate:\n      name: web-tls\n"
+        apply(cluster, route_yaml("ext", namespace, host=f"ext-{namespace}.example.com", extra_spec=tls))
+        e = admitted(cluster, namespace, "ext", router_name, status="False", reason="ExtendedValidationFailed")
+        assert e["conditions"][0]["message"] == (
+            "[spec.tls.externalCertificate: Forbidden: router serviceaccount does not have permission to get "
+            "this secret, spec.tls.externalCertificate: Forbidden: router serviceaccount does not have "
+            "permission to watch this secret, spec.tls.externalCertificate: Forbidden: router serviceaccount "
+            "does not have permission to list this secret]")
+        # The route's author grants the router the one Secret; a route change asks again.
+        apply(cluster, f"""apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {{name: router-web-tls, namespace: {namespace}}}
+rules:
+  - {{apiGroups: [""], resources: [secrets], resourceNames: [web-tls], verbs: [get, list, watch]}}
+""", f"""apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {{name: router-web-tls, namespace: {namespace}}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: router-web-tls}}
+subjects: [{{kind: ServiceAccount, name: the-router, namespace: {namespace}}}]
+""")
+        cluster.kubectl("patch", "route", "ext", "-n", namespace, "--type=merge", "-p", '{"spec":{"path":"/"}}')
+        admitted(cluster, namespace, "ext", router_name)
+    finally:
+        stop_operator(op)
+        rep = getattr(request.node, "rep_call", None)
+        if rep is not None and rep.failed:
+            print(f"--- operator log ---\n{op.logs()[-8000:]}")
