@@ -13,6 +13,9 @@ For kind (hack/kind-e2e.sh) or any cluster, the environment says what exists alr
     NETSHIFT_E2E_NAMESPACE     its namespace
     NETSHIFT_E2E_NODE_EXEC     prefix that runs a command on the node holding the router pods,
                                e.g. `docker exec -i netshift-e2e-control-plane`; empty: this machine
+    NETSHIFT_E2E_LAN_BRIDGE    a bridge (where NODE_EXEC runs) that the workers' NETSHIFT_E2E_MASTER
+    NETSHIFT_E2E_MASTER        link is on: the "external" network joins it, routers use that master
+    NETSHIFT_E2E_MULTINODE=1   the cluster has workers on two nodes: the multi-node tests must run
     NETSHIFT_E2E_KEEP=1        keep everything after the session (debugging)
 
 Measurements (apply -> Available, child repair times) are collected in `MEASUREMENTS` and printed
@@ -193,7 +196,9 @@ def operator_logs(e2e_cluster: Cluster, operator_release: dict) -> Callable[[], 
 
 @pytest.fixture(scope="session")
 def extnet(e2e_cluster: Cluster, node_exec: NodeExec, e2e_image: str) -> Iterator[ExternalNetwork]:
-    net = ExternalNetwork(node_exec, image=e2e_image, suffix=SESSION)
+    net = ExternalNetwork(node_exec, image=e2e_image, suffix=SESSION,
+                          lan_bridge=os.environ.get("NETSHIFT_E2E_LAN_BRIDGE") or None,
+                          node_master=os.environ.get("NETSHIFT_E2E_MASTER") or None)
     try:
         net.open()
         yield net
