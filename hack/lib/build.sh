@@ -167,6 +167,35 @@ go_install() { # name package version
 build_kind() { go_install kind sigs.k8s.io/kind "$KIND_VERSION"; }
 build_crictl() { go_install crictl sigs.k8s.io/cri-tools/cmd/crictl "$CRICTL_VERSION"; }
 
+# CoreDNS with only the plugins kubeadm's default Corefile uses, plus log (the full plugin set would
+# build every cloud SDK); the directive `prometheus` is the package plugin/metrics. Directive order stays CoreDNS's own (dnsserver.Directives); a directive whose
+# plugin is not linked in is only an error if a Corefile uses it.
+build_coredns() {
+  local out="$NETSHIFT_CACHE/coredns-$COREDNS_VERSION/bin"
+  [ -x "$out/coredns" ] && { echo "$out"; return; }
+  need_go
+  local work="$NETSHIFT_CACHE/src/coredns-$COREDNS_VERSION"
+  mkdir -p "$work" "$out"
+  log "coredns $COREDNS_VERSION in $work"
+  (
+    cd "$work"
+    [ -f go.mod ] || go mod init netshift.local/coredns-build >/dev/null 2>&1
+    {
+      printf 'package main\n\nimport (\n\t_ "github.com/coredns/coredns/core/dnsserver"\n'
+      local p
+      for p in errors health ready kubernetes metrics forward cache loop reload loadbalance log; do
+        printf '\t_ "github.com/coredns/coredns/plugin/%s"\n' "$p"
+      done
+      printf '\n\t"github.com/coredns/coredns/coremain"\n)\n\nfunc main() { coremain.Run() }\n'
+    } > main.go
+    go get "github.com/coredns/coredns@$COREDNS_VERSION" >/dev/null 2>&1
+    go mod tidy >/dev/null 2>&1
+    go build -ldflags "-s -w -X github.com/coredns/coredns/coremain.GitCommit=$COREDNS_VERSION" -o "$out/coredns" .
+  )
+  [ -x "$out/coredns" ] || { echo "build of coredns failed" >&2; return 1; }
+  echo "$out"
+}
+
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then
   case "${1:-all}" in
     kubernetes) build_kubernetes ;;
@@ -177,7 +206,8 @@ if [ "${BASH_SOURCE[0]}" = "$0" ]; then
     kubeadm) build_kubeadm ;;
     crictl) build_crictl ;;
     kind-etcd) build_etcd "$KIND_ETCD_VERSION" ;;
-    all) build_etcd; build_kubernetes; build_helm; build_multus ;;
-    *) echo "usage: $0 [all|kubernetes|etcd|helm|multus|kind|kubeadm|crictl|kind-etcd]" >&2; exit 2 ;;
+    coredns) build_coredns ;;
+    all) build_etcd; build_kubernetes; build_helm; build_multus; build_coredns ;;
+    *) echo "usage: $0 [all|kubernetes|etcd|helm|multus|coredns|kind|kubeadm|crictl|kind-etcd]" >&2; exit 2 ;;
   esac
 fi
