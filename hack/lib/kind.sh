@@ -77,10 +77,13 @@ rootfs_static() { # rootfs tmp  (KIND_BIN: the binary)
   printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n' > "$1/etc/passwd"
 }
 
-# kube-proxy runs iptables(-restore/-save, the nft backend like the node's) and conntrack.
+# kube-proxy runs iptables(-restore/-save, the nft backend like the node's) and conntrack: Debian's,
+# from this machine.
 rootfs_kube_proxy() { # rootfs tmp
   KIND_BIN=$K8S_BIN/kube-proxy rootfs_static "$1"
-  copy_with_libs "$1" /usr/sbin/xtables-nft-multi /usr/sbin/nft /usr/sbin/conntrack
+  # the match and target extensions are loaded with dlopen: ldd of the binary does not name them
+  copy_with_libs "$1" /usr/sbin/xtables-nft-multi /usr/sbin/nft /usr/sbin/conntrack \
+    "$(dirname "$(readlink -f /usr/lib/*/libxtables.so.12)")"/xtables/*.so
   local t
   for t in iptables iptables-save iptables-restore ip6tables ip6tables-save ip6tables-restore; do
     ln -s xtables-nft-multi "$1/usr/sbin/$t"
@@ -166,6 +169,10 @@ node_image() {
     --change 'ENTRYPOINT ["/usr/local/bin/entrypoint","/sbin/init"]' --change 'ENV container=docker' \
     --change 'STOPSIGNAL SIGRTMIN+3' - "$ref" >/dev/null
   klog "node image $ref in $((SECONDS - t0))s"
+  local old  # earlier recipes' node images: 1 GB each
+  for old in $(podman_ images --format '{{.Repository}}:{{.Tag}}' localhost/netshift/kind-node); do
+    [ "$old" = "$ref" ] || podman_ rmi "$old" >/dev/null 2>&1 || true
+  done
   echo "$ref"
 }
 
