@@ -1,7 +1,7 @@
 """Scenarios that need pods on two nodes: kind's cluster of one control plane and two workers
-(hack/kind-e2e.sh, which installs the operator on the control-plane node). On a cluster with one
-schedulable node (hack/cluster's) they are skipped for that reason only; hack/kind-e2e.sh sets
-NETSHIFT_E2E_MULTINODE=1, and then a missing second node fails them.
+(hack/kind-e2e.sh, which installs the operator on the control-plane node and sets
+NETSHIFT_E2E_MULTINODE=1). Without that variable (hack/cluster's single node) they are deselected
+(tests/e2e/conftest.py); with it, a cluster without two schedulable workers fails them.
 
 - a client pod on one worker reaches the destination through an EgressRouter whose pod runs on the
   other worker (Service -> kube-proxy -> pod network between nodes -> macvlan on that worker);
@@ -12,7 +12,6 @@ NETSHIFT_E2E_MULTINODE=1, and then a missing second node fails them.
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 
@@ -20,7 +19,7 @@ from tests.e2e.shared import ER, Probe, client_pod_manifest, parse_report
 from tests.e2e.web import admitted_host, backend, http_requests, route
 from tests.support.wait import wait_for
 
-pytestmark = pytest.mark.timeout(900)
+pytestmark = [pytest.mark.multinode, pytest.mark.timeout(900)]
 
 RULES = [{"destinationIP": "203.0.113.26", "port": 8080, "targetPort": 80, "protocol": "TCP"}]
 
@@ -35,10 +34,7 @@ def _schedulable(node: dict) -> bool:
 def workers(e2e_cluster) -> list[str]:
     names = [n["metadata"]["name"] for n in e2e_cluster.kubectl_json("get", "nodes")["items"] if _schedulable(n)]
     if len(names) < 2:
-        if os.environ.get("NETSHIFT_E2E_MULTINODE") == "1":
-            pytest.fail(f"NETSHIFT_E2E_MULTINODE=1 but the cluster has {len(names)} schedulable node(s)",
-                        pytrace=False)
-        pytest.skip(f"the cluster has {len(names)} schedulable node(s); these scenarios need two")
+        pytest.fail(f"the cluster has {len(names)} schedulable node(s); these scenarios need two", pytrace=False)
     return sorted(names)
 
 
