@@ -26,15 +26,6 @@ ROOTFS_REV=1
 ROOTFS_PACKAGES=systemd,containerd,runc,containernetworking-plugins,iptables,nftables,conntrack,iproute2,ethtool,util-linux,mount,kmod,procps,ca-certificates,jq,libseccomp2
 ROOTFS_TAR=$KIND_CACHE/rootfs-bookworm-r$ROOTFS_REV-$(printf '%s' "$ROOTFS_PACKAGES" | sha256sum | cut -c1-8).tar.gz
 
-# Remove a work tree that may still have /proc or /sys of a debootstrap mounted in it.
-remove_tree() {
-  local m
-  awk -v d="$1/" 'index($2, d) == 1 {print $2}' /proc/mounts | sort -r | while read -r m; do
-    umount -l "$m" 2>/dev/null || true
-  done
-  rm -rf --one-file-system "$1"
-}
-
 node_rootfs() {
   [ -s "$ROOTFS_TAR" ] && return
   mkdir -p "$KIND_CACHE"
