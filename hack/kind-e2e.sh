@@ -123,7 +123,6 @@ cleanup() {
   else
     teardown
   fi
-  rm -rf "$WORK"
   if [ "$MODE" = offline ] && [ "$KEEP" = 0 ] && [ -s "$STATE_BEFORE" ]; then
     if host_state | cmp -s - "$STATE_BEFORE"; then
       say "host nftables ruleset and /etc/cni/net.d unchanged"
@@ -135,6 +134,7 @@ cleanup() {
       say "WARNING: the host's nftables ruleset or /etc/cni/net.d changed (other users of the machine?)"
     fi
   fi
+  rm -rf "$WORK"
   exit "$rc"
 }
 
