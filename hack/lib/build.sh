@@ -54,18 +54,29 @@ build_kubernetes() {
   echo "$out"
 }
 
-build_etcd() { # [version] (default $ETCD_VERSION; kind's etcd image uses $KIND_ETCD_VERSION)
-  local version=${1:-$ETCD_VERSION}
-  local out="$NETSHIFT_CACHE/etcd-$version/bin"
-  [ -x "$out/etcd" ] && { echo "$out"; return; }
+# A wrapper module whose main.go (read from stdin) imports module $3 at version $2: binary $1 in
+# $NETSHIFT_CACHE/$1-$2/bin, linked with extra ldflags $4.
+build_go_main() { # name version module [ldflags]
+  local out="$NETSHIFT_CACHE/$1-$2/bin"
+  [ -x "$out/$1" ] && { echo "$out"; return; }
   need_go
-  local work="$NETSHIFT_CACHE/src/etcd-$version"
+  local work="$NETSHIFT_CACHE/src/$1-$2"
   mkdir -p "$work" "$out"
-  log "etcd $version in $work"
+  log "$1 $2 in $work"
   (
     cd "$work"
-    [ -f go.mod ] || go mod init netshift.local/etcd-build >/dev/null 2>&1
-    cat > main.go <<'GO'
+    [ -f go.mod ] || go mod init "netshift.local/$1-build" >/dev/null 2>&1
+    cat > main.go
+    go get "$3@$2" >/dev/null 2>&1
+    go mod tidy >/dev/null 2>&1
+    go build -ldflags "-s -w ${4:-}" -o "$out/$1" .
+  )
+  [ -x "$out/$1" ] || { echo "build of $1 failed" >&2; return 1; }
+  echo "$out"
+}
+
+build_etcd() { # [version] (default $ETCD_VERSION; kind's etcd image uses $KIND_ETCD_VERSION)
+  build_go_main etcd "${1:-$ETCD_VERSION}" go.etcd.io/etcd/server/v3 <<'GO'
 package main
 
 import (
@@ -76,12 +87,6 @@ import (
 
 func main() { etcdmain.Main(os.Args) }
 GO
-    go get "go.etcd.io/etcd/server/v3@$version" >/dev/null 2>&1
-    go mod tidy >/dev/null 2>&1
-    go build -ldflags "-s -w" -o "$out/etcd" .
-  )
-  [ -x "$out/etcd" ] || { echo "build of etcd failed" >&2; return 1; }
-  echo "$out"
 }
 
 build_helm() {
@@ -168,32 +173,19 @@ build_kind() { go_install kind sigs.k8s.io/kind "$KIND_VERSION"; }
 build_crictl() { go_install crictl sigs.k8s.io/cri-tools/cmd/crictl "$CRICTL_VERSION"; }
 
 # CoreDNS with only the plugins kubeadm's default Corefile uses, plus log (the full plugin set would
-# build every cloud SDK); the directive `prometheus` is the package plugin/metrics. Directive order stays CoreDNS's own (dnsserver.Directives); a directive whose
-# plugin is not linked in is only an error if a Corefile uses it.
+# build every cloud SDK); the directive `prometheus` is the package plugin/metrics. Directive order
+# stays CoreDNS's own (dnsserver.Directives): a directive whose plugin is not linked in is only an
+# error if a Corefile uses it.
 build_coredns() {
-  local out="$NETSHIFT_CACHE/coredns-$COREDNS_VERSION/bin"
-  [ -x "$out/coredns" ] && { echo "$out"; return; }
-  need_go
-  local work="$NETSHIFT_CACHE/src/coredns-$COREDNS_VERSION"
-  mkdir -p "$work" "$out"
-  log "coredns $COREDNS_VERSION in $work"
-  (
-    cd "$work"
-    [ -f go.mod ] || go mod init netshift.local/coredns-build >/dev/null 2>&1
-    {
-      printf 'package main\n\nimport (\n\t_ "github.com/coredns/coredns/core/dnsserver"\n'
-      local p
-      for p in errors health ready kubernetes metrics forward cache loop reload loadbalance log; do
-        printf '\t_ "github.com/coredns/coredns/plugin/%s"\n' "$p"
-      done
-      printf '\n\t"github.com/coredns/coredns/coremain"\n)\n\nfunc main() { coremain.Run() }\n'
-    } > main.go
-    go get "github.com/coredns/coredns@$COREDNS_VERSION" >/dev/null 2>&1
-    go mod tidy >/dev/null 2>&1
-    go build -ldflags "-s -w -X github.com/coredns/coredns/coremain.GitCommit=$COREDNS_VERSION" -o "$out/coredns" .
-  )
-  [ -x "$out/coredns" ] || { echo "build of coredns failed" >&2; return 1; }
-  echo "$out"
+  local p
+  {
+    printf 'package main\n\nimport (\n\t_ "github.com/coredns/coredns/core/dnsserver"\n'
+    for p in errors health ready kubernetes metrics forward cache loop reload loadbalance log; do
+      printf '\t_ "github.com/coredns/coredns/plugin/%s"\n' "$p"
+    done
+    printf '\n\t"github.com/coredns/coredns/coremain"\n)\n\nfunc main() { coremain.Run() }\n'
+  } | build_go_main coredns "$COREDNS_VERSION" github.com/coredns/coredns \
+    "-X github.com/coredns/coredns/coremain.GitCommit=$COREDNS_VERSION"
 }
 
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then

@@ -37,6 +37,7 @@ import pytest
 from tests.e2e.extnet import ExternalNetwork, NodeExec
 from tests.e2e.shared import ER, MEASUREMENTS, NAD, Probe, client_pod_manifest
 from tests.support.cluster import ROOT, Cluster, tool
+from tests.support.dns import service_host
 
 HERE = pathlib.Path(__file__).resolve().parent
 KEEP = os.environ.get("NETSHIFT_E2E_KEEP") == "1"
@@ -311,6 +312,10 @@ class E2E:
 
     def service_ip(self, name: str) -> str:
         return self.get("service", name)["spec"]["clusterIP"]
+
+    def service_host(self, name: str) -> str:
+        """The DNS name of the session namespace's Service ``name`` (the cluster's DNS resolves it)."""
+        return service_host(name, self.ns)
 
     def diagnose(self, name: str) -> None:
         print(f"--- EgressRouter {name} ---")
