@@ -109,7 +109,8 @@ on_node() { local n=$1; shift; engine exec -i "$n" "$@"; }
 
 cleanup() {
   local rc=$?
-  trap - EXIT INT TERM
+  trap - EXIT
+  trap '' INT TERM  # a second Ctrl-C must not cut the clean-up short (its commands ignore it too)
   set +e
   if [ "$created" = 1 ] && [ "$failed" = 1 ]; then
     local logs=${NETSHIFT_KIND_LOGS:-${TMPDIR:-/tmp}/kind-logs-$CLUSTER}
