@@ -101,10 +101,7 @@ in_ns() {
 }
 engine() { if [ "$MODE" = offline ]; then in_ns podman "$@"; else docker "$@"; fi; }
 podman_() { engine "$@"; }
-kind_() {  # without kind's two lines about the podman provider on every call; the filter ignores
-  # Ctrl-C so that kind and the clean-up never write into a closed pipe
-  in_ns "$KIND_BIN/kind" "$@" 2> >(trap '' INT TERM; grep -v -e '^using podman due to' -e '^enabling experimental podman' >&2)
-}
+kind_() { in_ns "$KIND_BIN/kind" "$@"; }
 kubectl_() { in_ns "$K8S_BIN/kubectl" --kubeconfig "$KUBECONFIG_FILE" "$@"; }
 on_node() { local n=$1; shift; engine exec -i "$n" "$@"; }
 
