@@ -16,6 +16,10 @@ bridge mode on it sends its frames out of the veth to `ext0`, onto the bridge th
 The destinations live one routed hop further, so the agent's host routes via the gateway are really
 used, and the servers report the source address they see (the router's macvlan address after SNAT).
 
+On kind (hack/kind-e2e.sh) the workers share one LAN: the near end of the veth pair joins a bridge
+(`lan_bridge`, podman's network in the cluster's network namespace) that every worker is on as
+`node_master` (eth1), so a router pod on either worker reaches the gateway.
+
 Nothing here touches the machine's uplink: only links and namespaces created here, documentation
 address ranges (198.51.100.0/24, 203.0.113.0/24) inside them. With NETSHIFT_E2E_NODE_EXEC (kind:
 `docker exec -i <node>`) every command runs on the node through that prefix. `close()` removes
