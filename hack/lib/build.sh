@@ -75,8 +75,8 @@ build_go_main() { # name version module [ldflags]
   echo "$out"
 }
 
-build_etcd() {
-  build_go_main etcd "$ETCD_VERSION" go.etcd.io/etcd/server/v3 <<'GO'
+build_etcd() { # [version] (default $ETCD_VERSION; kind's etcd image uses $KIND_ETCD_VERSION)
+  build_go_main etcd "${1:-$ETCD_VERSION}" go.etcd.io/etcd/server/v3 <<'GO'
 package main
 
 import (
@@ -136,6 +136,42 @@ build_multus() {
   echo "$out"
 }
 
+# kubeadm for kind's node image: the wrapper module of build_kubernetes (its go.mod and go.sum
+# are copied) plus the two modules only kubeadm imports.
+build_kubeadm() {
+  local out="$NETSHIFT_CACHE/kubernetes-$K8S_VERSION/bin"
+  [ -x "$out/kubeadm" ] && { echo "$out"; return; }
+  build_kubernetes >/dev/null
+  local work="$NETSHIFT_CACHE/src/kubeadm-$K8S_VERSION"
+  mkdir -p "$work"
+  log "kubeadm $K8S_VERSION in $work"
+  (
+    cd "$work"
+    cp "$NETSHIFT_CACHE/src/kubernetes-$K8S_VERSION/go.mod" "$NETSHIFT_CACHE/src/kubernetes-$K8S_VERSION/go.sum" .
+    go get "k8s.io/kubernetes/cmd/kubeadm@$K8S_VERSION" k8s.io/system-validators \
+      github.com/coredns/corefile-migration >/dev/null 2>&1 || go mod tidy >/dev/null 2>&1 || true
+    local minor=${K8S_VERSION#v1.}; minor=${minor%%.*}
+    local ld="-s -w -X k8s.io/component-base/version.gitVersion=$K8S_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor -X k8s.io/component-base/version.gitTreeState=clean"
+    go build -ldflags "$ld" -o "$out/kubeadm" k8s.io/kubernetes/cmd/kubeadm
+  )
+  [ -x "$out/kubeadm" ] || { echo "build of kubeadm failed" >&2; return 1; }
+  echo "$out"
+}
+
+# A Go command published as a module without replace directives: `go install pkg@version`.
+go_install() { # name package version
+  local out="$NETSHIFT_CACHE/$1-$3/bin"
+  [ -x "$out/$1" ] && { echo "$out"; return; }
+  need_go
+  log "$1 $3"
+  mkdir -p "$out"
+  GOBIN=$out go install -ldflags "-s -w" "$2@$3"
+  [ -x "$out/$1" ] || { echo "build of $1 failed" >&2; return 1; }
+  echo "$out"
+}
+build_kind() { go_install kind sigs.k8s.io/kind "$KIND_VERSION"; }
+build_crictl() { go_install crictl sigs.k8s.io/cri-tools/cmd/crictl "$CRICTL_VERSION"; }
+
 # CoreDNS with only the plugins kubeadm's default Corefile uses, plus log (the full plugin set would
 # build every cloud SDK); the directive `prometheus` is the package plugin/metrics. Directive order
 # stays CoreDNS's own (dnsserver.Directives): a directive whose plugin is not linked in is only an
@@ -158,8 +194,12 @@ if [ "${BASH_SOURCE[0]}" = "$0" ]; then
     etcd) build_etcd ;;
     helm) build_helm ;;
     multus) build_multus ;;
+    kind) build_kind ;;
+    kubeadm) build_kubeadm ;;
+    crictl) build_crictl ;;
+    kind-etcd) build_etcd "$KIND_ETCD_VERSION" ;;
     coredns) build_coredns ;;
     all) build_etcd; build_kubernetes; build_helm; build_multus; build_coredns ;;
-    *) echo "usage: $0 [all|kubernetes|etcd|helm|multus|coredns]" >&2; exit 2 ;;
+    *) echo "usage: $0 [all|kubernetes|etcd|helm|multus|coredns|kind|kubeadm|crictl|kind-etcd]" >&2; exit 2 ;;
   esac
 fi

@@ -34,6 +34,15 @@ cached_image() { # ref key builder
   echo "$out"
 }
 
+# Remove a debootstrap work tree; an interrupted debootstrap may leave /proc or /sys mounted in it.
+remove_tree() {
+  local m
+  awk -v d="$1/" 'index($2, d) == 1 {print $2}' /proc/mounts | sort -r | while read -r m; do
+    umount -l "$m" 2>/dev/null || true
+  done
+  rm -rf --one-file-system "$1"
+}
+
 src_hash() { cat "$@" | sha256sum | cut -c1-12; }
 
 rootfs_pause() { # rootfs tmp
