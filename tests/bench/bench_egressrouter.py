@@ -5,9 +5,15 @@
 Creates N EgressRouters (spread over a few namespaces) with `netshift operator` running as a
 subprocess, and reports:
 - time until every router has its four children (NAD, ConfigMap, Deployment, Service), until every
-  router has conditions for its current generation, and until every router reports its pod's fate
-  (by default a ResourceQuota `pods: 0` keeps 1000 macvlan pods off the shared test node, so the
-  settled state is Available=False/PodCreateFailed; `--with-pods` lets them be created);
+  router has conditions for its current generation, and until every router reports its pod's fate;
+- what it measures is the routine path, where nothing is wrong: 1000 macvlan pods cannot run on the
+  shared 2-core test node, so by default a LimitRange gives the router pods a default
+  ephemeral-storage request (100Ti) that no node has. The pods are created, as in a real cluster,
+  and wait for capacity: the routers settle on Available=False, Progressing=True PodUnschedulable,
+  Degraded=False, which the operator writes like a rollout (no Degraded, no Event, one status write
+  per router when it goes straight there), from the same Deployment and pod events. A quota or an
+  admission denial would instead make every router a real problem (Degraded PodCreateFailed, an
+  Event each). `--with-pods` lets the pods run;
 - API requests per router: counted by the operator (`netshift_api_requests_total`, exact, by verb)
   and by the API server (`apiserver_request_total` for the resources involved; all clients, so it
   includes kube-controller-manager's ReplicaSets/pods and the benchmark's own creates and lists);
@@ -157,8 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout", type=float, default=1800.0, help="give up after this many seconds")
     ap.add_argument("--keep", action="store_true", help="keep the namespaces afterwards")
     ap.add_argument("--with-pods", action="store_true",
-                    help="let the router pods be created (default: a ResourceQuota pods=0 keeps them "
-                         "off the shared node; routers then settle on PodCreateFailed)")
+                    help="let the router pods run (default: a LimitRange makes them unschedulable, "
+                         "routers then settle on PodUnschedulable; see the module's docstring)")
     ap.add_argument("--cluster-wide", action="store_true",
                     help="run the operator on all namespaces (default: only the benchmark's, so that "
                          "other objects of a shared cluster do not skew the numbers)")
@@ -181,9 +187,10 @@ def main(argv: list[str] | None = None) -> int:
     namespaces = [f"bench-er-{run}-{i}" for i in range(args.namespaces)]
     for ns in namespaces:
         core.create_namespace({"metadata": {"name": ns, "labels": {"netshift.io/bench": "egressrouter"}}})
-        if not args.with_pods:
-            core.create_namespaced_resource_quota(ns, {"metadata": {"name": "no-pods"},
-                                                       "spec": {"hard": {"pods": "0"}}})
+        if not args.with_pods:  # see the module's docstring
+            room = {"ephemeral-storage": "100Ti"}
+            core.create_namespaced_limit_range(ns, {"metadata": {"name": "no-room"}, "spec": {"limits": [
+                {"type": "Container", "default": room, "defaultRequest": room}]}})
 
     metrics_port, health_port = free_port(), free_port()
     # kept open for the operator's whole run

@@ -249,6 +249,23 @@ def test_long_rollout_is_written_once_the_deployment_controller_saw_it_and_settl
     assert progressing(cache)["status"] == "True"
 
 
+def test_unschedulable_pod_is_written_at_once_in_one_status_write_without_event():
+    cache, kube, rec = make()
+    rec.reconcile("ns", "egress")
+    assert "status" not in cache.routers[("ns", "egress")]  # no pod yet: held
+    template = cache.children[("Deployment", "ns", "egress")]["spec"]["template"]["metadata"]
+    cache.pod_list = [{"metadata": {"name": "egress-1", "uid": "p1", "annotations": template["annotations"]},
+                       "spec": {}, "status": {"phase": "Pending", "conditions": [
+                           {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                            "message": "0/1 nodes are available: 1 Insufficient ephemeral-storage."}]}}]
+    rec.reconcile("ns", "egress")  # waiting for capacity may last: no hold
+    assert progressing(cache)["reason"] == "PodUnschedulable"
+    for _ in range(3):
+        rec.reconcile("ns", "egress")
+    assert [w[0] for w in kube.writes].count("status") == 1
+    assert [w[0] for w in kube.writes if w[0] != "status"] == ["apply"] * 4  # and no Event
+
+
 def test_rollout_is_written_after_the_longest_hold(monkeypatch):
     cache, _kube, rec = make()
     monkeypatch.setattr(reconcile, "MAX_HOLD_SECONDS", 0.0)
