@@ -13,7 +13,7 @@ or stripped of that label produces an event for its router and is repaired withi
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, cast
 
 import kopf
@@ -51,11 +51,13 @@ def _owned(body: Mapping[str, Any], **_: Any) -> bool:
     return _owner(body) is not None
 
 
-def _index(namespace: str | None, name: str, body: Any, **_: Any) -> Index:
+# Indexers and handlers are coroutines: kopf runs a plain function on its thread pool, a hop per
+# watch event (CPU, and a malloc arena per thread), and the work queue belongs to the event loop.
+async def _index(namespace: str | None, name: str, body: Any, **_: Any) -> Index:
     return {(namespace, name): _trim(body)}
 
 
-def _pod_index(namespace: str | None, labels: Mapping[str, str], body: Any, **_: Any) -> Index:
+async def _pod_index(namespace: str | None, labels: Mapping[str, str], body: Any, **_: Any) -> Index:
     return {(namespace, labels["app.kubernetes.io/instance"]): _trim(body)}
 
 
@@ -73,9 +75,11 @@ def _router_of_child(name: str, body: Mapping[str, Any]) -> str | None:
     return _owner(body) or (body.get("metadata", {}).get("labels") or {}).get("app.kubernetes.io/instance")
 
 
-def _event_handler(kind: str | None, router_of: Callable[[str, Mapping[str, Any]], str | None]) -> Callable[..., None]:
+def _event_handler(kind: str | None, router_of: Callable[[str, Mapping[str, Any]], str | None]
+                   ) -> Callable[..., Coroutine[Any, Any, None]]:
     """Keep the cache bound and the reconciler's recent writes current, queue the router."""
-    def handler(namespace: str | None, name: str, body: Any, type: str, memo: kopf.Memo, **kwargs: Any) -> None:
+    async def handler(namespace: str | None, name: str, body: Any, type: str, memo: kopf.Memo,
+                      **kwargs: Any) -> None:
         controller = memo.egressrouter
         controller.cache.bind(kwargs)
         if kind is not None and controller.reconciler is not None:
