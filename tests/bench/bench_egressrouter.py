@@ -107,6 +107,16 @@ def rss_kib(pid: int) -> tuple[int, int]:
     return int(fields["VmRSS"].split()[0]), int(fields["VmHWM"].split()[0])
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (the machine is shared: wall times are noisy, this less)."""
+    fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def reconciles(url: str) -> float:
+    return metric_value(scrape(url), "netshift_reconcile_total", kind="EgressRouter") or 0.0
+
+
 def route_status_writes(url: str) -> float:
     return metric_value(scrape(url), "netshift_api_requests_total", resource="routes/status") or 0.0
 
@@ -216,6 +226,7 @@ def main(argv: list[str] | None = None) -> int:
             load_routes(custom, namespaces, args.routes, metrics_url, args.timeout)
 
         api0, op0 = apiserver_counts(api), operator_counts(metrics_url)
+        cpu0, rec0 = cpu_seconds(op.pid), reconciles(metrics_url)
         print(f"creating {args.count} EgressRouters in {len(namespaces)} namespaces "
               f"(operator log: {log.name})", flush=True)
         t0 = time.monotonic()
@@ -272,6 +283,7 @@ def main(argv: list[str] | None = None) -> int:
             print("timed out before convergence", flush=True)
             return 1
         api1, op1 = apiserver_counts(api), operator_counts(metrics_url)
+        cpu1, rec1 = cpu_seconds(op.pid), reconciles(metrics_url)
         rss_conv, _ = rss_kib(op.pid)
 
         # Converged = the operator made no write for 15 s (the controllers of the cluster may still be
@@ -305,6 +317,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"every router reports its pod:          {t_settled:.1f}s")
         print(f"last operator write (converged):       {t_quiet:.1f}s" if t_quiet is not None else
               "operator never went quiet for 15 s")
+        print(f"operator CPU until convergence:        {cpu1 - cpu0:.1f}s ({(rec1 - rec0) / n:.1f} reconciles/router); "
+              f"load average {os.getloadavg()[0]:.1f}")
         print(f"operator API requests per router:      {sum(op_conv.values()) / n:.2f} "
               f"(writes {writes(op_conv) / n:.2f})")
         for (verb, res), v in sorted(op_conv.items()):

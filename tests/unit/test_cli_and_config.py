@@ -130,3 +130,28 @@ def test_house_settings_use_own_prefix_and_bounded_watches():
     assert kopf_settings.watching.server_timeout and kopf_settings.watching.client_timeout
     assert kopf_settings.watching.client_timeout > kopf_settings.watching.server_timeout
     assert kopf_settings.peering.standalone is True
+
+
+def test_operator_loads_only_the_parts_of_kubernetes_it_uses():
+    """netshift.operator.slim: no generated API classes or models in the operator (~27 MiB), and the
+    ApiClient, the config loaders, kopf's login and the watch iterator still work."""
+    import subprocess
+    import sys
+    code = """if True:
+        import sys
+        from netshift.operator import slim
+        slim.load(); slim.load()  # idempotent
+        import kopf
+        from kopf._core.intents import piggybacking
+        from kubernetes.watch.watch import iter_resp_lines
+        from netshift.kube import Kube, error_message
+        from netshift.kube.api import ApiException
+        import kubernetes.client, kubernetes.config
+        assert kubernetes.client.Configuration and kubernetes.client.ApiClient and kubernetes.config.load_kube_config
+        assert not [m for m in sys.modules if m.startswith(("kubernetes.client.api.", "kubernetes.client.models."))]
+        assert "Error" in error_message(ApiException(status=500, reason="Error"))
+    """
+    subprocess.run([sys.executable, "-c", code], check=True)
+    late = "import kubernetes\nfrom netshift.operator import slim\nslim.load()"
+    out = subprocess.run([sys.executable, "-c", late], capture_output=True, text=True)
+    assert out.returncode != 0 and "must run before anything imports kubernetes" in out.stderr

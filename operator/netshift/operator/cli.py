@@ -21,6 +21,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def run(args: argparse.Namespace) -> int:
+    from netshift.operator import slim
+
+    slim.load()  # before kopf and netshift.kube import kubernetes
     from netshift.operator import app  # kopf only for the operator
 
     settings = load(OperatorSettings, args)
