@@ -7,7 +7,7 @@ import pytest
 from netshift.egressrouter import reconcile, repair
 from netshift.egressrouter.queue import WorkQueue
 from netshift.egressrouter.reconcile import Reconciler, contains
-from netshift.egressrouter.render import AGENT_CONFIG_HASH_ANNOTATION, RenderSettings, digest
+from netshift.egressrouter.render import AGENT_CONFIG_HASH_ANNOTATION, CONFIG_HASH_ANNOTATION, RenderSettings, digest
 from netshift.kube import ApiError
 from tests.support.egressrouters import router_obj
 
@@ -352,3 +352,33 @@ def test_a_headless_service_in_place_of_ours_is_recreated():
     kube.writes.clear()
     rec.reconcile("ns", "egress")
     assert ("delete", "Service") in kube.writes
+
+
+def test_cache_keeps_packed_objects_and_pods_without_their_spec():
+    import kopf
+
+    from netshift.egressrouter import conditions
+    from netshift.egressrouter.controller import CHILD_INDEXES, POD_INDEX, ROUTER_INDEX, Cache
+    from netshift.operator import egressrouter as wiring
+
+    cache, _kube, rec = make()
+    rec.reconcile("ns", "egress")
+    ready_pod(cache)
+    pod = {**cache.pod_list[0], "metadata": {**cache.pod_list[0]["metadata"], "managedFields": [{}],
+                                             "labels": {"app.kubernetes.io/instance": "egress"}}}
+    pod["spec"] = {**pod["spec"], "containers": [{"name": "agent", "image": "x"}], "volumes": [{}]}
+    dep = cache.children[("Deployment", "ns", "egress")]
+
+    def index(fn, body, **kw):  # as kopf keeps it: a key -> the values of the objects with that key
+        return {k: [v] for k, v in asyncio.run(fn(namespace="ns", body=kopf.Body(body), **kw)).items()}
+
+    view = Cache()
+    view.bind({ROUTER_INDEX: index(wiring._index, cache.routers[("ns", "egress")], name="egress"),
+               CHILD_INDEXES["Deployment"]: index(wiring._index, dep, name="egress"),
+               POD_INDEX: index(wiring._pod_index, pod, labels=pod["metadata"]["labels"])})
+    assert view.child("Deployment", "ns", "egress") == dep
+    assert view.router("ns", "egress") == cache.routers[("ns", "egress")]
+    [kept] = view.pods("ns", "egress")
+    assert "managedFields" not in kept["metadata"] and kept["spec"] == {"nodeName": "n1"}
+    config_hash = dep["spec"]["template"]["metadata"]["annotations"][CONFIG_HASH_ANNOTATION]
+    assert conditions.pod_state([kept], config_hash) == conditions.pod_state([pod], config_hash)
