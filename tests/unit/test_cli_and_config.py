@@ -152,6 +152,5 @@ def test_operator_loads_only_the_parts_of_kubernetes_it_uses():
         assert "Error" in error_message(ApiException(status=500, reason="Error"))
     """
     subprocess.run([sys.executable, "-c", code], check=True)
-    late = "import kubernetes\nfrom netshift.operator import slim\nslim.load()"
-    out = subprocess.run([sys.executable, "-c", late], capture_output=True, text=True)
-    assert out.returncode != 0 and "must run before anything imports kubernetes" in out.stderr
+    late = "import kubernetes\nfrom netshift.operator import slim\nslim.load()\nkubernetes.client.CoreV1Api"
+    subprocess.run([sys.executable, "-c", late], check=True)  # too late: the whole package stays

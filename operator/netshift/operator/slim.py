@@ -10,7 +10,7 @@ exposes the names the config loaders (and kopf's ``login_via_client``) import fr
 It lives outside `netshift.kube`, whose package imports `kubernetes`. Call it first in a process that
 uses nothing else of `kubernetes` (the operator, see `netshift.operator.cli`): afterwards
 ``kubernetes.client`` has no CoreV1Api and no models, and kopf, which only uses those models to accept
-them as bodies (netshift never passes any), sees none. Importing `kubernetes` before it is an error.
+them as bodies (netshift never passes any), sees none. After an import of `kubernetes` it does nothing.
 """
 from __future__ import annotations
 
@@ -23,10 +23,8 @@ _PACKAGES = ("kubernetes", "kubernetes.client", "kubernetes.client.models")
 
 
 def load() -> None:
-    if "kubernetes" in sys.modules:
-        if getattr(sys.modules["kubernetes"], "__slim__", False):
-            return
-        raise RuntimeError("netshift.kube.slim.load() must run before anything imports kubernetes (netshift.kube does)")
+    if "kubernetes" in sys.modules:  # slim already, or the whole package (a test calling the CLI)
+        return
     for name in _PACKAGES:
         spec = importlib.util.find_spec(name)
         assert spec is not None and spec.submodule_search_locations is not None, name
@@ -36,7 +34,6 @@ def load() -> None:
         parent, _, child = name.rpartition(".")
         if parent:
             setattr(sys.modules[parent], child, module)
-    sys.modules["kubernetes"].__slim__ = True  # type: ignore[attr-defined]  # marks the stand-in package
     client = sys.modules["kubernetes.client"]
     configuration = importlib.import_module("kubernetes.client.configuration")
     api_client = importlib.import_module("kubernetes.client.api_client")
