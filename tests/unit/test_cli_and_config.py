@@ -154,3 +154,19 @@ def test_operator_loads_only_the_parts_of_kubernetes_it_uses():
     subprocess.run([sys.executable, "-c", code], check=True)
     late = "import kubernetes\nfrom netshift.operator import slim\nslim.load()\nkubernetes.client.CoreV1Api"
     subprocess.run([sys.executable, "-c", late], check=True)  # too late: the whole package stays
+
+
+def test_malloc_settings_run():
+    import asyncio
+
+    from netshift.operator import malloc
+
+    malloc.limit_arenas()
+
+    async def trim_a_few_times():
+        task = asyncio.create_task(malloc.trim_forever(0.01))
+        await asyncio.sleep(0.05)
+        assert not task.done()  # glibc here: it keeps trimming
+        task.cancel()
+
+    asyncio.run(trim_a_few_times())
