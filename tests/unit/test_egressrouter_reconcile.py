@@ -266,6 +266,25 @@ def test_unschedulable_pod_is_written_at_once_in_one_status_write_without_event(
     assert [w[0] for w in kube.writes if w[0] != "status"] == ["apply"] * 4  # and no Event
 
 
+def test_status_waits_for_a_lagging_deployment_controller_then_settles(monkeypatch):
+    clock = [0.0]
+    monkeypatch.setattr(reconcile.time, "monotonic", lambda: clock[0])
+    cache, kube, rec = make()
+    rec.reconcile("ns", "egress")
+    clock[0] = 200.0  # kube-controller-manager lags behind a burst: it has not seen the Deployment
+    rec.reconcile("ns", "egress")
+    assert "status" not in cache.routers[("ns", "egress")]
+    dep = cache.children[("Deployment", "ns", "egress")]
+    dep["metadata"]["generation"] = 1
+    dep["status"] = {"observedGeneration": 1}
+    assert 0 < rec.reconcile("ns", "egress").requeue_after <= reconcile.SETTLE_SECONDS
+    assert "status" not in cache.routers[("ns", "egress")]  # the pod may come within SETTLE_SECONDS
+    clock[0] += reconcile.SETTLE_SECONDS
+    rec.reconcile("ns", "egress")
+    assert progressing(cache)["reason"] == "PodPending"
+    assert [w[0] for w in kube.writes].count("status") == 1
+
+
 def test_rollout_is_written_after_the_longest_hold(monkeypatch):
     cache, _kube, rec = make()
     monkeypatch.setattr(reconcile, "MAX_HOLD_SECONDS", 0.0)

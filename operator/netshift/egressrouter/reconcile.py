@@ -41,10 +41,11 @@ log = logging.getLogger("netshift.egressrouter")
 
 POLL_WAITING_POD_SECONDS = 10.0  # a scheduled pod that is not ready: re-read its events this often
 # A routine rollout about to move on (cond.settling) is written only if it lasts SETTLE_SECONDS after
-# the Deployment controller saw the Deployment (at most MAX_HOLD_SECONDS after we did): most routers go
-# straight from nothing to their settled status in one write, also when the controller lags behind.
+# the Deployment controller saw the Deployment; until it has, we wait for it (at most MAX_HOLD_SECONDS
+# after we held the status first): most routers go straight from nothing to their settled status in
+# one write, also when kube-controller-manager lags minutes behind a burst of new routers.
 SETTLE_SECONDS = 20.0
-MAX_HOLD_SECONDS = 60.0
+MAX_HOLD_SECONDS = 300.0
 RECREATE_POLL_SECONDS = 1.0  # a child being deleted for a re-create: look again (the watch is first)
 
 
@@ -346,10 +347,10 @@ class Reconciler:
             self._forget_progress(key)
             return 0.0
         now = time.monotonic()
-        left = self._progress_since.setdefault(key, now) + MAX_HOLD_SECONDS - now
+        since = self._progress_since.setdefault(key, now)
         if cond.deployment_observed(deployment):
-            left = min(left, self._observed_since.setdefault(key, now) + SETTLE_SECONDS - now)
-        return max(0.0, left)
+            return max(0.0, self._observed_since.setdefault(key, now) + SETTLE_SECONDS - now)
+        return max(0.0, since + MAX_HOLD_SECONDS - now)
 
     def _forget_progress(self, key: tuple[str, str]) -> None:
         self._progress_since.pop(key, None)
