@@ -20,7 +20,7 @@ from cryptography.x509.oid import NameOID
 
 from netshift.router import annotations as ann
 from tests.support import certs
-from tests.support.router_harness import HAPROXY, Backend, Router, connect, get, request
+from tests.support.router_harness import HAPROXY, Backend, Load, Router, get
 from tests.support.routes import served_route_obj
 
 pytestmark = pytest.mark.timeout(120)
@@ -338,58 +338,7 @@ def test_reload_only_when_changed_and_under_load_without_failures(router: Router
     assert router.apply(routes, endpoints) is False  # same input: no reload
     assert router.haproxy.reloads == 0
 
-    stop = threading.Event()
-    results: Counter = Counter()
-    errors: list[str] = []
-    lock = threading.Lock()
-
-    def new_connections() -> None:
-        while not stop.is_set():
-            try:
-                status = get(router.http_port, "load.example.com", timeout=5).status
-            except Exception as exc:
-                status = f"{type(exc).__name__}: {exc}"
-            with lock:
-                results[status] += 1
-                if status != 200:
-                    errors.append(str(status))
-
-    def keep_alive() -> None:
-        # A client that keeps its connection; when the server closes an idle keep-alive connection
-        # (the old worker finishing after a reload) it reconnects, as every HTTP client does.
-        conn = None
-        while not stop.is_set():
-            try:
-                if conn is None:
-                    conn = connect(router.http_port, "load.example.com", timeout=5)
-                resp = request(conn, "load.example.com")
-                status = resp.status
-                if resp.headers.get("connection", "").lower() == "close":
-                    conn.close()
-                    conn = None
-            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError) as exc:
-                # Closed while idle before our request was read: safe to retry once.
-                conn = None
-                try:
-                    conn = connect(router.http_port, "load.example.com", timeout=5)
-                    status = request(conn, "load.example.com").status
-                except Exception as exc2:
-                    status = f"retry failed after {type(exc).__name__}: {type(exc2).__name__}: {exc2}"
-                    conn = None
-            except Exception as exc:
-                status = f"{type(exc).__name__}: {exc}"
-                conn = None
-            with lock:
-                results[status] += 1
-                if status != 200:
-                    errors.append(str(status))
-        if conn is not None:
-            conn.close()
-
-    threads = [threading.Thread(target=new_connections) for _ in range(3)] + \
-              [threading.Thread(target=keep_alive) for _ in range(2)]
-    for t in threads:
-        t.start()
+    load = Load(router.http_port, "load.example.com")
     try:
         time.sleep(0.5)
         for i in range(6):
@@ -398,13 +347,12 @@ def test_reload_only_when_changed_and_under_load_without_failures(router: Router
             assert router.apply(routes, endpoints if i % 2 else eps(("svc", one), ("svc", two), ("other", one)))
             time.sleep(0.4)
     finally:
-        stop.set()
-        for t in threads:
-            t.join(timeout=15)
+        results = load.stop()
     assert router.haproxy.reloads == 6
     total = sum(results.values())
     assert total > 200, results
-    assert not errors, f"{len(errors)} failed of {total}: {Counter(errors).most_common(5)}"
+    failed = {k: v for k, v in results.items() if k != 200}
+    assert not failed, f"{sum(failed.values())} failed of {total}: {failed}"
     assert len(router.haproxy.workers()) == 1
 
 

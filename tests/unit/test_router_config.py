@@ -15,8 +15,8 @@ import pytest
 from netshift.router import annotations as ann
 from netshift.router import haproxy_config as hc
 from netshift.router.endpoints import Endpoint, endpoint_weights, endpoints_from_slices, select_port, service_of
-from netshift.router.runtime import Server
 from netshift.router.routes import served_route
+from netshift.router.runtime import Server
 from netshift.router.state import RouterState
 from tests.support import certs
 from tests.support.routes import ROUTER, served_route_obj, slice_obj

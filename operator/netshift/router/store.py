@@ -45,8 +45,9 @@ class ConfigStore:
         return str(self.base / slot)
 
     def _normalized(self, rendered: Rendered, files_dir: str) -> tuple[str, tuple[tuple[str, str], ...]]:
-        # The same configuration rendered for the other slot differs only by the slot path.
-        return rendered.config.replace(files_dir, "@SLOT@"), tuple(sorted(rendered.files.items()))
+        # The same configuration rendered for the other slot differs only by the slot path; which
+        # endpoints fill the server slots is no change (the runtime API updates those).
+        return rendered.shape.replace(files_dir, "@SLOT@"), tuple(sorted(rendered.files.items()))
 
     def changed(self, rendered: Rendered, files_dir: str) -> bool:
         return self._installed != self._normalized(rendered, files_dir)
