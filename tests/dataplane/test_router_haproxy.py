@@ -6,7 +6,9 @@ Python HTTP(S) servers on 127.0.0.x; certificates are generated here. Loopback o
 """
 from __future__ import annotations
 
+import contextlib
 import http.client
+import os
 import pathlib
 import ssl
 import threading
@@ -380,3 +382,96 @@ def test_http_header_actions(router: Router, backends) -> None:
     assert r.headers["X-Frame-Options"] == "DENY"  # response Set
     assert r.headers["X-Backend-Server"].startswith("BaseHTTP")  # evaluated before the Delete below
     assert r.headers.get("Server") is None  # response Delete
+
+
+# --- endpoint changes without reload, bounded old workers ------------------------------------------
+
+def _only_first_two_take_traffic(pods: list[Backend]) -> None:
+    before = [p.hits for p in pods]
+    time.sleep(1.0)
+    after = [p.hits for p in pods]
+    assert after[2:] == before[2:] and after[0] > before[0] and after[1] > before[1], (before, after)
+
+
+def test_scaling_under_load_updates_servers_without_reload(router: Router, backends) -> None:
+    pods = [backends.make(f"pod{i}", f"127.0.0.{i + 1}") for i in range(5)]
+    routes = [served_route_obj("scale", "scale.example.com")]
+
+    def scale(n: int) -> str:
+        router.apply(routes, {("ns", "svc"): [p.endpoint() for p in pods[:n]]} if n else {})
+        return router.outcomes[-1]
+
+    assert scale(1) == "started"
+    load = Load(router.http_port, "scale.example.com")
+    try:
+        time.sleep(0.5)
+        assert scale(5) == "runtime"
+        time.sleep(1.0)
+        assert all(p.hits > 0 for p in pods), [p.hits for p in pods]  # new servers take traffic at once
+        before_zero = load.snapshot()
+        assert scale(0) == "runtime"
+        time.sleep(0.5)
+        assert get(router.http_port, "scale.example.com").status == 503
+        pods = pods[3:] + pods[:3]  # two other pods come back (in slots the first ones had)
+        assert scale(2) == "runtime"
+        time.sleep(0.2)  # requests sent while it had no endpoint may still be answered
+        after_zero = load.snapshot()
+        _only_first_two_take_traffic(pods)
+        # A route change still reloads; the servers the runtime API set survive it.
+        routes.append(served_route_obj("other", "other.example.com"))
+        assert scale(2) == "reloaded"
+        _only_first_two_take_traffic(pods)
+    finally:
+        results = load.stop()
+    assert router.haproxy.reloads == 1
+    failed = results - Counter({503: after_zero[503] - before_zero[503]}) - Counter({200: results[200]})
+    assert sum(results.values()) > 200 and not failed, (results, before_zero, after_zero)
+    assert router.router.metrics.runtime_updates.labels("ok")._value.get() == 3
+
+
+def _haproxy_processes(master: int) -> int:
+    """HAProxy processes in the master's session (it runs in a session of its own)."""
+    count = 0
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            with contextlib.suppress(OSError):
+                count += os.getsid(int(pid)) == master
+    return count
+
+
+def test_hard_stop_after_bounds_old_workers(tmp_path: pathlib.Path, backends) -> None:
+    """20 route changes while 50 connections stay open: old workers die after hard-stop-after, so
+    at most N = 5 HAProxy processes (master, current worker, the old ones of the last second) ever run
+    (measured: 3; without hard-stop-after: 10)."""
+    router = Router(tmp_path, hard_stop_after="1s")
+    slow = backends.make("slow")
+    routes = [served_route_obj("long", "long.example.com", annotations={ann.TIMEOUT: "10m"})]
+    endpoints = eps(("svc", slow))
+    stop = threading.Event()
+
+    def long_lived(i: int) -> None:
+        # One connection always open, for 8 s, then another (through the current worker): every
+        # worker a reload retires still has some; staggered starts.
+        stop.wait(i * 0.1)
+        while not stop.is_set():
+            with contextlib.suppress(Exception):
+                get(router.http_port, "long.example.com", "/sleep/8", timeout=60)
+
+    threads = [threading.Thread(target=long_lived, args=(i,), daemon=True) for i in range(50)]
+    try:
+        router.apply(routes, endpoints)
+        for t in threads:
+            t.start()
+        time.sleep(5.0)
+        most = 0
+        for i in range(20):
+            routes.append(served_route_obj(f"r{i}", f"r{i}.example.com"))
+            assert router.apply(routes, endpoints)
+            for _ in range(3):
+                most = max(most, _haproxy_processes(router.haproxy.proc.pid))
+                time.sleep(0.1)
+        assert router.haproxy.reloads == 20
+        assert most <= 5, most
+    finally:
+        stop.set()
+        router.close()
