@@ -269,3 +269,45 @@ class Load:
         for t in self.threads:
             t.join(timeout=15)
         return self.snapshot()
+
+
+@dataclasses.dataclass(frozen=True)
+class Scaling:
+    reloads: int
+    requests: int
+    failed: int  # any answer but 200, except 503s while the backend had no endpoint
+    unavailable: int  # the 503s while it had none
+    answers: dict[int | str, int]  # every answer counted
+
+
+def scale_under_load(router: Router, routes: list[dict], host: str, pods: list[Endpoint],
+                     steps: tuple[int, ...] = (1, 5, 0, 2), pause: float = 1.5) -> Scaling:
+    """A backend scaled through ``steps`` endpoints (the first ``n`` of ``pods``) while ``Load``
+    runs against ``host``, ``pause`` seconds per step."""
+    def scale(n: int) -> None:
+        router.apply(routes, {("ns", "svc"): pods[:n]} if n else {})
+
+    scale(steps[0])
+    reloads = router.haproxy.reloads
+    load = Load(router.http_port, host)
+    unavailable = 0
+    zero_since: int | None = None  # the 503 count when the backend lost its last endpoint
+    try:
+        time.sleep(pause)
+        for n in steps[1:]:
+            before = load.snapshot()[503]
+            scale(n)
+            time.sleep(0.2)  # requests in flight at the change are answered as before it
+            if zero_since is not None:
+                unavailable += load.snapshot()[503] - zero_since
+                zero_since = None
+            if n == 0:
+                zero_since = before
+            time.sleep(max(0.0, pause - 0.2))
+    finally:
+        results = load.stop()
+    if zero_since is not None:
+        unavailable += results[503] - zero_since
+    total = sum(results.values())
+    return Scaling(router.haproxy.reloads - reloads, total, total - results[200] - unavailable, unavailable,
+                   dict(results))
