@@ -166,7 +166,7 @@ class HAProxy:
                     return last
             except OSError:
                 pass
-            time.sleep(0.05)
+            time.sleep(0.01)  # a reload is on the path of a new route's first request
         raise HAProxyError(f"{message} within {timeout:.0f}s (processes: {last})")
 
     def reload(self, timeout: float = 30) -> None:
