@@ -35,9 +35,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
             help="CA bundle verifying reencrypt backends without destinationCACertificate (unset: system CAs)")
     setting("--threads", field="router_threads", help="HAProxy threads (0: one per CPU)")
     setting("--maxconn", field="router_maxconn", help="HAProxy maxconn (0: HAProxy's, from the fd limit)")
-    setting("--reload-interval", field="router_reload_interval", help="minimum seconds between reloads (one after a quiet period is immediate)")
+    setting("--reload-interval", field="router_reload_interval",
+            help="minimum seconds between reloads (one after a quiet period is immediate)")
     setting("--hard-stop-after", field="router_hard_stop_after",
-            help="stop old HAProxy workers (and their connections) this long after a reload (HAProxy time; \"\": never)")
+            help="stop old HAProxy workers (and their connections) this long after a reload "
+                 "(HAProxy time; \"\": never)")
     setting("--shutdown-delay", field="router_shutdown_delay",
             help="on SIGTERM, keep serving this many seconds first (load balancers and endpoints catch up)")
     p.add_argument("--grace-seconds", type=float, default=25.0,
