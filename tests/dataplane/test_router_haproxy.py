@@ -421,12 +421,16 @@ def test_scaling_under_load_updates_servers_without_reload(router: Router, backe
         routes.append(served_route_obj("other", "other.example.com"))
         assert scale(2) == "reloaded"
         _only_first_two_take_traffic(pods)
+        assert scale(2) == "unchanged"
+        assert scale(3) == "runtime"  # the new worker's admin socket
+        time.sleep(0.5)
+        assert pods[2].hits > 0
     finally:
         results = load.stop()
     assert router.haproxy.reloads == 1
     failed = results - Counter({503: after_zero[503] - before_zero[503]}) - Counter({200: results[200]})
     assert sum(results.values()) > 200 and not failed, (results, before_zero, after_zero)
-    assert router.router.metrics.runtime_updates.labels("ok")._value.get() == 3
+    assert router.router.metrics.runtime_updates.labels("ok")._value.get() == 4
 
 
 def _haproxy_processes(master: int) -> int:
