@@ -21,6 +21,7 @@ import pytest
 from cryptography.x509.oid import NameOID
 
 from netshift.router import annotations as ann
+from netshift.router.routes import served_route
 from tests.support import certs
 from tests.support.router_harness import HAPROXY, Backend, Load, Router, get
 from tests.support.routes import served_route_obj
@@ -479,3 +480,23 @@ def test_hard_stop_after_bounds_old_workers(tmp_path: pathlib.Path, backends) ->
     finally:
         stop.set()
         router.close()
+
+
+def test_a_configuration_haproxy_refuses_keeps_the_previous_one(router: Router, backends) -> None:
+    b = backends.make("b")
+    routes = [served_route_obj("ok", "ok.example.com")]
+    router.apply(routes, eps(("svc", b)))
+    before = (router.tmp / "config" / "haproxy.cfg").read_text()
+    broken = served_route_obj("broken", "broken.example.com", tls={
+        "termination": "edge",
+        "certificate": "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE-----",
+        "key": "-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n-----END PRIVATE KEY-----"})
+    served = [r for r in (served_route(o, "default") for o in [*routes, broken]) if r is not None]
+    assert len(served) == 2
+    assert router.router.install(served, eps(("svc", b))) == "invalid"  # the master refused the reload
+    assert (router.tmp / "config" / "haproxy.cfg").read_text() == before
+    assert get(router.http_port, "ok.example.com").status == 200
+    assert router.router.metrics.reloads.labels("refused", "config")._value.get() == 1
+    routes.append(served_route_obj("next", "next.example.com"))  # the next good change reloads
+    assert router.apply(routes, eps(("svc", b))) and router.outcomes[-1] == "reloaded"
+    assert get(router.http_port, "next.example.com").status == 200

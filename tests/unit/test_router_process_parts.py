@@ -33,6 +33,7 @@ SHOW_PROC = """#<PID>          <type>          <reloads>       <uptime>        <
 def test_parse_show_proc() -> None:
     assert parse_show_proc(SHOW_PROC) == [Proc(1162, "master", 5), Proc(1271, "worker", 0),
                                           Proc(1233, "worker", 3, old=True)]
+    assert parse_show_proc(SHOW_PROC.replace("[failed: 0]", "[failed: 2]"))[0] == Proc(1162, "master", 5, failed=2)
     assert parse_show_proc("") == []
 
 

@@ -6,10 +6,11 @@ relevant changed. Every backend's servers live in slots (see ``runtime``): when 
 configuration differs from the installed one only in which endpoints fill the slots, the slots are
 updated through HAProxy's admin socket, with no reload. Otherwise (routes, certificates, the set of
 backends, a backend outgrowing its slots) the configuration is written to the inactive slot
-directory, checked with ``haproxy -c`` and only then installed and reloaded. Reloads are coalesced:
-immediate after a quiet period, then at most one per ``min_interval`` (while a reload waits, endpoint
-changes of existing backends still go through the admin socket). A configuration HAProxy refuses is
-logged and counted, and the last good one keeps serving.
+directory, installed and reloaded. The first one is checked with ``haproxy -c`` before HAProxy
+starts; a reload HAProxy refuses leaves the old worker serving, the previous file is put back and
+the refusal is logged with HAProxy's messages and counted. Reloads are coalesced: immediate after
+a quiet period, then at most one per ``min_interval`` (while a reload waits, endpoint changes of
+existing backends still go through the admin socket).
 """
 from __future__ import annotations
 
@@ -39,8 +40,9 @@ class Metrics:
 
     def __post_init__(self) -> None:
         r = self.registry
-        self.reloads = Counter("netshift_router_reloads", "HAProxy (re)loads by result (ok, started, error) and "
-                               "cause (start, config, server-slots, runtime-error)", ["result", "cause"], registry=r)
+        self.reloads = Counter("netshift_router_reloads", "HAProxy (re)loads by result (ok, started, refused, "
+                               "error) and cause (start, config, server-slots, runtime-error)", ["result", "cause"],
+                               registry=r)
         self.runtime_updates = Counter("netshift_router_runtime_updates", "Endpoint changes applied through "
                                        "HAProxy's admin socket, without a reload, by result", ["result"], registry=r)
         self.runtime_commands = Counter("netshift_router_runtime_commands",
@@ -144,13 +146,10 @@ class Router:
                 grew = any(len(slots) > len(self.slots.get(name, slots)) for name, slots in rendered.servers.items())
                 cause = "server-slots" if grew else "config"
         staged = self.store.stage(rendered, files_dir)
-        ok, output = haproxy.check(self.haproxy_bin, staged)
-        if not ok:
-            self.metrics.renders.labels("invalid").inc()
-            log.error("HAProxy refused the new configuration; still serving the previous one:\n%s", output)
+        # A reload checks the configuration itself (see haproxy.py): only a start needs haproxy -c.
+        if not self.haproxy.running and not self._valid(staged):
             return "invalid"
         self.store.commit(rendered, files_dir)
-        self.metrics.renders.labels("installed").inc()
         try:
             if self.haproxy.running:
                 self.haproxy.reload()
@@ -160,9 +159,15 @@ class Router:
                 self.haproxy.start()
                 outcome = "started"
                 self.metrics.reloads.labels("started", cause).inc()
+        except haproxy.ReloadRefused:
+            self.metrics.reloads.labels("refused", cause).inc()
+            self.store.rollback()
+            self._valid(staged)  # for HAProxy's messages
+            return "invalid"
         except haproxy.HAProxyError:
             self.metrics.reloads.labels("error", cause).inc()
             raise
+        self.metrics.renders.labels("installed").inc()
         self.slots = dict(rendered.servers)
         self._last_reload = time.monotonic()
         self.metrics.last_reload.set_to_current_time()
@@ -172,6 +177,13 @@ class Router:
                  (time.monotonic() - t0) * 1000)
         self.synced_once.set()
         return outcome
+
+    def _valid(self, staged: str) -> bool:
+        ok, output = haproxy.check(self.haproxy_bin, staged)
+        if not ok:
+            self.metrics.renders.labels("invalid").inc()
+            log.error("HAProxy refused the new configuration; still serving the previous one:\n%s", output)
+        return ok
 
     def _update_servers(self, desired: Mapping[str, runtime.Slots]) -> bool:
         """Bring the slots of the backends HAProxy has (with as many slots) to ``desired`` through the
