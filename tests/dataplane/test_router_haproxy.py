@@ -1,7 +1,7 @@
 """The Route data plane with real HAProxy (master-worker) and real backends on loopback.
 
-Every configuration is produced by the router's renderer, installed by its store and checked with
-`haproxy -c`; HAProxy is started and reloaded by the router's own process control. Backends are
+Every configuration is produced by the router's renderer and applied by the router's own process
+code (store, start after `haproxy -c`, reloads, runtime API updates of the server slots). Backends are
 Python HTTP(S) servers on 127.0.0.x; certificates are generated here. Loopback only, bounded.
 """
 from __future__ import annotations
