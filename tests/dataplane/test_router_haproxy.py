@@ -497,6 +497,10 @@ def test_a_configuration_haproxy_refuses_keeps_the_previous_one(router: Router, 
     assert (router.tmp / "config" / "haproxy.cfg").read_text() == before
     assert get(router.http_port, "ok.example.com").status == 200
     assert router.router.metrics.reloads.labels("refused", "config")._value.get() == 1
+    # While the broken route is still there, endpoint changes still reach HAProxy.
+    c = backends.make("c", "127.0.0.2")
+    assert router.router.install(served, eps(("svc", c))) == "invalid"
+    assert get(router.http_port, "ok.example.com").backend == "c"
     routes.append(served_route_obj("next", "next.example.com"))  # the next good change reloads
-    assert router.apply(routes, eps(("svc", b))) and router.outcomes[-1] == "reloaded"
+    assert router.apply(routes, eps(("svc", c))) and router.outcomes[-1] == "reloaded"
     assert get(router.http_port, "next.example.com").status == 200

@@ -48,7 +48,7 @@ class Metrics:
         self.runtime_commands = Counter("netshift_router_runtime_commands",
                                         "Commands sent to HAProxy's admin socket", registry=r)
         self.renders = Counter("netshift_router_renders", "Configurations rendered by outcome "
-                               "(unchanged, installed, invalid)", ["outcome"], registry=r)
+                               "(unchanged, runtime, installed, invalid)", ["outcome"], registry=r)
         self.routes = Gauge("netshift_router_routes", "Routes served", registry=r)
         self.backends_without_servers = Gauge(
             "netshift_router_routes_without_endpoints", "Served routes whose backend has no server", registry=r)
@@ -130,19 +130,20 @@ class Router:
         self.metrics.backends_without_servers.set(sum(1 for n in rendered.backends.values() if n == 0))
         cause = "start"
         if self.haproxy.running:
-            same_shape = not self.store.changed(rendered, files_dir)
-            if same_shape or not reload_ok:
-                try:
-                    changed = self._update_servers(rendered.servers)
-                except runtime.RuntimeAPIError as exc:
-                    log.warning("%s: reloading instead", exc)
-                    cause = "runtime-error"
-                else:
-                    if not same_shape:
-                        return "deferred"
-                    self.metrics.renders.labels("runtime" if changed else "unchanged").inc()
-                    return "runtime" if changed else "unchanged"
+            # Endpoints first, through the admin socket, whatever else changed: they never wait for
+            # a reload (deferred, or refused while a broken route is served).
+            try:
+                changed = self._update_servers(rendered.servers)
+            except runtime.RuntimeAPIError as exc:
+                log.warning("%s: reloading instead", exc)
+                cause = "runtime-error"
             else:
+                if not self.store.changed(rendered, files_dir):
+                    outcome = "runtime" if changed else "unchanged"
+                    self.metrics.renders.labels(outcome).inc()
+                    return outcome
+                if not reload_ok:
+                    return "deferred"
                 grew = any(len(slots) > len(self.slots.get(name, slots)) for name, slots in rendered.servers.items())
                 cause = "server-slots" if grew else "config"
         staged = self.store.stage(rendered, files_dir)
