@@ -184,7 +184,7 @@ class Router:
         self.log = open(tmp / "haproxy.log", "w")  # noqa: SIM115 (closed in close())
         self.router = runner.Router(router_name=ROUTER, settings=self.settings, config_dir=str(tmp / "config"),
                                     haproxy_bin=HAPROXY, min_interval=0, haproxy_output=self.log)
-        self.haproxy = self.router.haproxy
+        self.haproxy, self.store = self.router.haproxy, self.router.store
         self.outcomes: list[str] = []
 
     def apply(self, route_objs: list[dict], endpoints: dict[tuple[str, str], list[Endpoint]]) -> bool:
