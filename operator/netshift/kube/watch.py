@@ -28,7 +28,7 @@ class ListWatch:
                  namespace: str | None = None) -> None:
         self.kube = kube
         self.kind = kind
-        self.namespace = namespace  # None: every namespace
+        self.namespace = namespace  # None: all namespaces
         self.params = list(params)  # added to every list and watch (e.g. a field selector)
         self.on_list = on_list
         self.on_event = on_event
