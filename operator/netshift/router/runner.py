@@ -84,7 +84,6 @@ class Router:
         self._certificate_problems: list[str] = []
         self.synced_once = threading.Event()
         self.before_sync: Callable[[], None] | None = None  # e.g. follow the Secrets routes name
-        self.error_pages: dict[int, str] = {}  # of the last sync
 
     # --- inputs (watch threads) ---------------------------------------------------------------
 
@@ -115,7 +114,7 @@ class Router:
             self.dirty.clear()
             routes, endpoints = self.state.snapshot()
             problems = [*self.state.certificate_problems, *self.state.error_page_problems]
-            self.error_pages = dict(self.state.error_pages)
+            self.settings = dataclasses.replace(self.settings, error_pages=dict(self.state.error_pages))
         if problems != self._certificate_problems:  # logged when they change, not at every sync
             for line in problems:
                 if line not in self._certificate_problems:
@@ -130,8 +129,7 @@ class Router:
         t0 = time.monotonic()
         self._last_sync = t0
         files_dir = self.store.next_dir()
-        rendered = haproxy_config.render(routes, endpoints, dataclasses.replace(
-            self.settings, files_dir=files_dir, error_pages=self.error_pages),
+        rendered = haproxy_config.render(routes, endpoints, dataclasses.replace(self.settings, files_dir=files_dir),
                                          self.slots)
         self.metrics.routes.set(len(rendered.backends))
         self.metrics.backends_without_servers.set(sum(1 for n in rendered.backends.values() if n == 0))
