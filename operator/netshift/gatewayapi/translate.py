@@ -263,8 +263,7 @@ def _http_rule(route: Route, path: str, backends: list[dict[str, Any]], options:
     actions = route.spec.http_headers.actions if route.spec.http_headers else None
     for kind, items, field in (("RequestHeaderModifier", actions.request if actions else None, "request"),
                                ("ResponseHeaderModifier", actions.response if actions else None, "response")):
-        set_, remove = _header_actions(items or [], lambda n, d, f=field: note(
-            f"spec.httpHeaders.actions.{f}[{n}]", d))
+        set_, remove = _header_actions(items or [], f"spec.httpHeaders.actions.{field}", note)
         if set_ or remove:
             filters.append(o.header_modifier(kind, set_, remove))
     if options.rewrite_target:
@@ -281,7 +280,7 @@ def _http_rule(route: Route, path: str, backends: list[dict[str, Any]], options:
     return rule
 
 
-def _header_actions(items: list[RouteHTTPHeader], note: NoteFn) -> tuple[list[tuple[str, str]], list[str]]:
+def _header_actions(items: list[RouteHTTPHeader], field: str, note: NoteFn) -> tuple[list[tuple[str, str]], list[str]]:
     """Set/Delete actions applied in order (the last action on a header wins), as set and remove lists.
     HAProxy's dynamic values (``%[...]``) have no Gateway API form."""
     final: dict[str, tuple[str, str | None]] = {}  # lower-cased name -> (name, value or None to remove)
@@ -292,7 +291,7 @@ def _header_actions(items: list[RouteHTTPHeader], note: NoteFn) -> tuple[list[tu
         elif kind == HeaderActionType.SET:
             value = (item.action.set.value if item.action.set else None) or ""
             if _DYNAMIC.search(value):
-                note(item.name, f"dynamic value {value!r} (HAProxy sample fetch) is not translatable")
+                note(f"{field}[{item.name}]", f"dynamic value {value!r} (HAProxy sample fetch) is not translatable")
                 continue
             final[item.name.lower()] = (item.name, value.replace("%%", "%"))
     set_ = [(n, v) for n, v in final.values() if v is not None]
@@ -318,7 +317,8 @@ def _certificate(route: Route, opts: Options, meta: dict[str, Any],
     return o.secret_ref(opts.default_certificate, opts.gateway_namespace, opts.gateway_namespace), []
 
 
-def _backend_tls(route: Route, backends: list[dict[str, Any]], meta: Callable[[str], dict[str, Any]], note: NoteFn) -> list[dict[str, Any]]:
+def _backend_tls(route: Route, backends: list[dict[str, Any]], meta: Callable[[str], dict[str, Any]],
+                 note: NoteFn) -> list[dict[str, Any]]:
     """reencrypt: a BackendTLSPolicy for the route's Services (CA from destinationCACertificate)."""
     tls = route.spec.tls
     services = list(dict.fromkeys(b["name"] for b in backends))
@@ -336,5 +336,5 @@ def _backend_tls(route: Route, backends: list[dict[str, Any]], meta: Callable[[s
     else:
         note("spec.tls.destinationCACertificate", "none: the implementation's system CAs "
                                                   "(OpenShift uses the service-serving CA)")
-    out.append(o.backend_tls_policy(meta(), services, hostname, ca_name))
+    out.append(o.backend_tls_policy(meta(""), services, hostname, ca_name))
     return out
