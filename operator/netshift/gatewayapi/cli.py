@@ -123,7 +123,7 @@ def parse(objs: Iterable[dict[str, Any]], default_namespace: str
     """The Routes (through the one Route model) and the Services by (namespace, name)."""
     routes, services = [], {}
     for obj in objs:
-        meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+        meta: dict[str, Any] = obj.get("metadata") or {}
         obj = {**obj, "metadata": {**meta, "namespace": meta.get("namespace") or default_namespace}}
         if obj.get("kind") == "Service" and obj.get("apiVersion") == "v1":
             services[(obj["metadata"]["namespace"], obj["metadata"].get("name") or "")] = obj
