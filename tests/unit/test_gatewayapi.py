@@ -17,27 +17,13 @@ from netshift import cli
 from netshift.gatewayapi import Options, export
 from netshift.gatewayapi import cli as export_cli
 from netshift.gatewayapi import objects as o
+from tests.support.gatewayapi import CASES, GOLDEN, case_docs
 
-GOLDEN = pathlib.Path(__file__).parent / "golden" / "gatewayapi"
-CASES = sorted(p.stem for p in GOLDEN.glob("*.yaml") if p.stem != "pki" and not p.stem.endswith(".golden"))
-PKI = yaml.safe_load((GOLDEN / "pki.yaml").read_text())
 OPTIONS = Options(domain="apps.example.org")
 
 
-def _with_pki(value: Any) -> Any:
-    """<ca>, <certificate> and <key> in a case stand for pki.yaml's PEM blocks."""
-    if isinstance(value, dict):
-        return {k: _with_pki(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_with_pki(v) for v in value]
-    if isinstance(value, str) and value.startswith("<") and value[1:-1] in PKI:
-        return PKI[value[1:-1]]
-    return value
-
-
 def run_case(case: str) -> dict[str, Any]:
-    docs = [_with_pki(d) for d in yaml.safe_load_all((GOLDEN / f"{case}.yaml").read_text())]
-    routes, services = export_cli.parse(docs, "default")
+    routes, services = export_cli.parse(case_docs(case), "default")
     result = export(routes, services, OPTIONS)
     return {"objects": list(result.objects),
             "notes": [f"{n.namespace}/{n.route} | {n.field} | {n.detail}" for n in result.notes]}
