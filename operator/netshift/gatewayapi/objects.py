@@ -10,9 +10,8 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-GROUP = "gateway.networking.k8s.io"
-V1 = f"{GROUP}/v1"
-REFERENCE_GRANT_VERSION = f"{GROUP}/v1beta1"  # v1 is served too, v1beta1 is the stored version
+from netshift.models.gatewayapi import GROUP, api_version
+
 ROUTE_ANNOTATION = "netshift.io/route"  # namespace/name of the Route an object was made from
 NOT_TRANSLATED_ANNOTATION = "netshift.io/not-translated"
 SESSION_PERSISTENCE = "sessionPersistence"  # the one experimental field the translator writes
@@ -55,7 +54,7 @@ def listener(protocol: str, hostname: str, certificate_refs: Sequence[Mapping[st
 
 def gateway(name: str, namespace: str, gateway_class: str, listeners: Sequence[Mapping[str, Any]],
             annotations: Mapping[str, str] | None = None) -> dict[str, Any]:
-    return {"apiVersion": V1, "kind": "Gateway", "metadata": metadata(name, namespace, annotations),
+    return {"apiVersion": api_version("Gateway"), "kind": "Gateway", "metadata": metadata(name, namespace, annotations),
             "spec": {"gatewayClassName": gateway_class,
                      "listeners": sorted((dict(x) for x in listeners), key=lambda x: x["name"])}}
 
@@ -74,13 +73,13 @@ def parent_ref(gateway_name: str, gateway_namespace: str, section: str) -> dict[
 
 def http_route(meta: Mapping[str, Any], parents: Sequence[Mapping[str, str]], hostname: str,
                rule: Mapping[str, Any]) -> dict[str, Any]:
-    return {"apiVersion": V1, "kind": "HTTPRoute", "metadata": dict(meta),
+    return {"apiVersion": api_version("HTTPRoute"), "kind": "HTTPRoute", "metadata": dict(meta),
             "spec": {"parentRefs": [dict(p) for p in parents], "hostnames": [hostname], "rules": [dict(rule)]}}
 
 
 def tls_route(meta: Mapping[str, Any], parents: Sequence[Mapping[str, str]], hostname: str,
               backend_refs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    return {"apiVersion": V1, "kind": "TLSRoute", "metadata": dict(meta),
+    return {"apiVersion": api_version("TLSRoute"), "kind": "TLSRoute", "metadata": dict(meta),
             "spec": {"parentRefs": [dict(p) for p in parents], "hostnames": [hostname],
                      "rules": [{"backendRefs": [dict(b) for b in backend_refs]}]}}
 
@@ -127,14 +126,15 @@ def backend_tls_policy(meta: Mapping[str, Any], services: Sequence[str], hostnam
         validation["caCertificateRefs"] = [{"group": "", "kind": "ConfigMap", "name": ca_config_map_name}]
     else:
         validation["wellKnownCACertificates"] = "System"
-    return {"apiVersion": V1, "kind": "BackendTLSPolicy", "metadata": dict(meta),
+    return {"apiVersion": api_version("BackendTLSPolicy"), "kind": "BackendTLSPolicy", "metadata": dict(meta),
             "spec": {"targetRefs": [{"group": "", "kind": "Service", "name": s} for s in services],
                      "validation": validation}}
 
 
 def reference_grant(name: str, namespace: str, gateway_namespace: str, secrets: Sequence[str]) -> dict[str, Any]:
     """Lets the Gateway (another namespace) use the listed Secrets of ``namespace`` as certificates."""
-    return {"apiVersion": REFERENCE_GRANT_VERSION, "kind": "ReferenceGrant", "metadata": metadata(name, namespace),
+    return {"apiVersion": api_version("ReferenceGrant"), "kind": "ReferenceGrant",
+            "metadata": metadata(name, namespace),
             "spec": {"from": [{"group": GROUP, "kind": "Gateway", "namespace": gateway_namespace}],
                      "to": [{"group": "", "kind": "Secret", "name": s} for s in sorted(set(secrets))]}}
 

@@ -168,7 +168,7 @@ def _translate(route: Route, host: str, services: Mapping[tuple[str, str], Mappi
     hostname = f"*.{hosts.domain_of(host)}" if spec.effective_wildcard_policy == WildcardPolicy.SUBDOMAIN else host
     annotations = {o.ROUTE_ANNOTATION: f"{ns}/{name}"}
     owners = [{"apiVersion": route.api_version or "route.openshift.io/v1", "kind": "Route", "name": name,
-               "uid": route.metadata.uid}] if opts.owner_references and route.metadata.uid else []
+               "uid": route.metadata.uid, "controller": True}] if opts.owner_references and route.metadata.uid else []
 
     def meta(suffix: str = "") -> dict[str, Any]:
         return o.metadata(name + suffix, ns, annotations, owners)

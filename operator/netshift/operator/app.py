@@ -11,7 +11,7 @@ import kopf
 from netshift import metrics
 from netshift.egressrouter.controller import Controller
 from netshift.egressrouter.render import RenderSettings
-from netshift.operator import egressrouter, route
+from netshift.operator import egressrouter, gatewayapi, route
 from netshift.settings import OperatorSettings
 
 log = logging.getLogger("netshift.operator")
@@ -50,6 +50,8 @@ def registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
     egressrouter.register(reg)
     if settings.routes_enabled:
         route.register(reg)
+        if settings.gateway_api_mirror:
+            gatewayapi.register(reg)
     return reg
 
 
