@@ -168,8 +168,9 @@ class Mirror:
                 ok = False
                 self.stats.errors += 1
                 log.warning("cannot delete %s %s/%s: %s", *key, exc)
-        if to_apply or to_delete:
-            log.info("gateway api mirror: %d applied, %d deleted", len(to_apply), len(to_delete))
+        if to_apply or to_delete or self.stats.syncs == 1:
+            log.info("gateway api mirror synced: %d applied, %d deleted, %d unchanged", len(to_apply),
+                     len(to_delete), len(self._applied) - len(to_apply))
         return ok
 
     def run(self, stop: threading.Event, kube_factory: Any) -> None:
