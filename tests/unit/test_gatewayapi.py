@@ -5,6 +5,7 @@ A golden file holds the exported objects and the not-translated notes. After a d
 rewrite them with NETSHIFT_UPDATE_GOLDEN=1 and review the diff."""
 from __future__ import annotations
 
+import copy
 import io
 import os
 import pathlib
@@ -14,9 +15,10 @@ import pytest
 import yaml
 
 from netshift import cli
-from netshift.gatewayapi import Options, export
+from netshift.gatewayapi import Options, export, mirror
 from netshift.gatewayapi import cli as export_cli
 from netshift.gatewayapi import objects as o
+from netshift.models import Route
 from tests.support.gatewayapi import CASES, GOLDEN, case_docs
 
 OPTIONS = Options(domain="apps.example.org")
@@ -134,3 +136,31 @@ def test_cli_files_stdin_and_exit_status(tmp_path: pathlib.Path, capsys: pytest.
         assert cli.main(["export", "gateway-api", "-f", str(path)]) == 1
         out, err = capsys.readouterr()
         assert out == "" and err.startswith("netshift: ")
+
+
+def test_more_than_64_listeners_are_spread_over_gateways() -> None:
+    routes = [Route.from_obj({"metadata": {"name": f"r{i}", "namespace": "ns", "uid": f"u{i}"},
+                              "spec": {"host": f"h{i:03}.example.com", "to": {"name": "s"},
+                                       "port": {"targetPort": 80}}}) for i in range(130)]
+    objs = export(routes, {}, OPTIONS).objects
+    gateways = {x["metadata"]["name"]: x for x in objs if x["kind"] == "Gateway"}
+    assert {n: len(g["spec"]["listeners"]) for n, g in gateways.items()} == \
+        {"netshift": 64, "netshift-2": 64, "netshift-3": 2}
+    for x in objs:
+        if x["kind"] == "HTTPRoute":
+            ref = x["spec"]["parentRefs"][0]
+            assert ref["sectionName"] in {lst["name"] for lst in gateways[ref["name"]]["spec"]["listeners"]}
+
+
+def test_mirror_plan_applies_changed_hashes_and_deletes_the_unwanted() -> None:
+    label = mirror.label_value(OPTIONS)
+    objs = [mirror.stamped(x, label) for x in run_case("edge")["objects"]]
+    assert all(x["metadata"]["labels"] == {mirror.MIRROR_LABEL: "default.netshift"} for x in objs)
+    applied = {mirror.key_of(x): x["metadata"]["annotations"][mirror.HASH_ANNOTATION] for x in objs}
+    assert mirror.plan(objs, applied) == ([], [])  # nothing changed: nothing written
+    changed = copy.deepcopy(run_case("edge")["objects"])
+    changed[-1]["spec"]["hostnames"] = ["other.example.com"]
+    to_apply, to_delete = mirror.plan([mirror.stamped(x, label) for x in changed[:-1]] +
+                                      [mirror.stamped(changed[-1], label)], {**applied, ("HTTPRoute", "x", "y"): "h"})
+    assert [mirror.key_of(x) for x in to_apply] == [mirror.key_of(objs[-1])]
+    assert to_delete == [("HTTPRoute", "x", "y")]

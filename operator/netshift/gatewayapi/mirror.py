@@ -145,7 +145,9 @@ class Mirror:
         self._applied = applied
 
     def sync(self) -> bool:
-        """Apply the difference; False when a request failed (the caller retries)."""
+        """Apply the difference; False when a request failed for a reason that may pass (no answer,
+        conflict, throttling, server error: the caller retries). A refused object (invalid) is
+        logged and left until its Route changes: retrying it would write forever."""
         self.stats.syncs += 1
         to_apply, to_delete = plan(self.desired(), self._applied)
         ok = True
@@ -156,7 +158,7 @@ class Mirror:
                 self._applied[key] = obj["metadata"]["annotations"][HASH_ANNOTATION]
                 self.stats.applied += 1
             except ApiError as exc:
-                ok = False
+                ok = ok and not _transient(exc)
                 self.stats.errors += 1
                 log.warning("cannot apply %s %s/%s: %s", *key, exc)
         for key in to_delete:
@@ -165,7 +167,7 @@ class Mirror:
                 del self._applied[key]
                 self.stats.deleted += 1
             except ApiError as exc:
-                ok = False
+                ok = ok and not _transient(exc)
                 self.stats.errors += 1
                 log.warning("cannot delete %s %s/%s: %s", *key, exc)
         if to_apply or to_delete or self.stats.syncs == 1:
@@ -201,6 +203,10 @@ class Mirror:
             if not self.sync():
                 stop.wait(2)
                 self._changed.set()
+
+
+def _transient(exc: ApiError) -> bool:
+    return exc.status in (0, 409, 429) or exc.status >= 500
 
 
 def _uid(obj: dict[str, Any]) -> str:

@@ -128,18 +128,32 @@ def export(routes: Iterable[Route], services: Mapping[tuple[str, str], Mapping[s
                 obj["metadata"].setdefault("annotations", {})[o.NOT_TRANSLATED_ANNOTATION] = text
         per_route.extend(objs)
     out: list[dict[str, Any]] = []
-    if listeners.certs:
-        gw_notes = {}
-        if len(listeners.certs) > o.MAX_LISTENERS:
-            detail = f"{len(listeners.certs)} listeners; a Gateway holds at most {o.MAX_LISTENERS}"
-            notes.append(Note(opts.gateway_namespace, opts.gateway_name, "Gateway.spec.listeners", detail))
-            gw_notes[o.NOT_TRANSLATED_ANNOTATION] = detail
-        out.append(o.gateway(opts.gateway_name, opts.gateway_namespace, opts.gateway_class,
-                             [o.listener(p, h, refs) for (p, h), refs in listeners.certs.items()], gw_notes))
+    shards = _shards(listeners, opts.gateway_name)
+    for gateway_name, keys in shards.items():
+        out.append(o.gateway(gateway_name, opts.gateway_namespace, opts.gateway_class,
+                             [o.listener(p, h, listeners.certs[(p, h)]) for p, h in keys]))
+    gateway_of = {o.listener_name(p, h): g for g, keys in shards.items() for p, h in keys}
+    for obj in per_route:
+        for ref in (obj.get("spec") or {}).get("parentRefs") or []:
+            ref["name"] = gateway_of[ref["sectionName"]]
     out.extend(o.reference_grant(f"netshift-{opts.gateway_name}", ns, opts.gateway_namespace, secrets)
                for ns, secrets in sorted(grants.items()))
     out.extend(per_route)
     return Export(tuple(out), tuple(notes))
+
+
+def _shards(listeners: _Listeners, name: str) -> dict[str, list[tuple[str, str]]]:
+    """Listeners by Gateway: ``name``, then ``name-2``, ``name-3``... each with at most the CRD's 64
+    listeners; the listeners of one hostname stay together, hostnames in sorted order."""
+    by_host: dict[str, list[tuple[str, str]]] = {}
+    for protocol, hostname in listeners.certs:
+        by_host.setdefault(hostname, []).append((protocol, hostname))
+    shards: list[list[tuple[str, str]]] = []
+    for hostname in sorted(by_host):
+        if not shards or len(shards[-1]) + len(by_host[hostname]) > o.MAX_LISTENERS:
+            shards.append([])
+        shards[-1].extend(by_host[hostname])
+    return {name if i == 0 else f"{name}-{i + 1}": keys for i, keys in enumerate(shards)}
 
 
 def _note(route: Route, field: str, detail: str) -> Note:
