@@ -16,6 +16,7 @@ import hashlib
 import json
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import pydantic
@@ -80,51 +81,38 @@ class Mirror:
         self.settle_seconds = settle_seconds
         self.stats = Stats()
         self._lock = threading.Lock()
-        self._routes: dict[str, dict[str, Any]] = {}
-        self._services: dict[tuple[str, str], dict[str, Any]] = {}
+        self._inputs: dict[str, dict[tuple[str, str], dict[str, Any]]] = {ROUTE_KIND: {}, "Service": {}}
         self._applied: dict[Key, str] = {}
         self._changed = threading.Event()
 
     # --- inputs (watch threads) -----------------------------------------------------------------
 
-    def _wanted(self, obj: dict[str, Any]) -> bool:
-        return not self.namespaces or (obj.get("metadata") or {}).get("namespace") in self.namespaces
+    def feed(self, kind: str) -> tuple[Callable[[list[dict[str, Any]]], None], Callable[[str, dict[str, Any]], None]]:
+        """The ListWatch callbacks keeping the objects of ``kind`` (Route or Service) by namespace/name."""
+        def wanted(obj: dict[str, Any]) -> bool:
+            return not self.namespaces or _nsname(obj)[0] in self.namespaces
 
-    def replace_routes(self, items: list[dict[str, Any]]) -> None:
-        with self._lock:
-            self._routes = {_uid(r): r for r in items if self._wanted(r)}
-        self._changed.set()
+        def on_list(items: list[dict[str, Any]]) -> None:
+            with self._lock:
+                self._inputs[kind] = {_nsname(x): x for x in items if wanted(x)}
+            self._changed.set()
 
-    def route_event(self, kind: str, obj: dict[str, Any]) -> None:
-        if not self._wanted(obj):
-            return
-        with self._lock:
-            if kind == "DELETED":
-                self._routes.pop(_uid(obj), None)
-            else:
-                self._routes[_uid(obj)] = obj
-        self._changed.set()
-
-    def replace_services(self, items: list[dict[str, Any]]) -> None:
-        with self._lock:
-            self._services = {_nsname(s): s for s in items if self._wanted(s)}
-        self._changed.set()
-
-    def service_event(self, kind: str, obj: dict[str, Any]) -> None:
-        if not self._wanted(obj):
-            return
-        with self._lock:
-            if kind == "DELETED":
-                self._services.pop(_nsname(obj), None)
-            else:
-                self._services[_nsname(obj)] = obj
-        self._changed.set()
+        def on_event(event: str, obj: dict[str, Any]) -> None:
+            if not wanted(obj):
+                return
+            with self._lock:
+                if event == "DELETED":
+                    self._inputs[kind].pop(_nsname(obj), None)
+                else:
+                    self._inputs[kind][_nsname(obj)] = obj
+            self._changed.set()
+        return on_list, on_event
 
     # --- the loop ---------------------------------------------------------------------------------
 
     def desired(self) -> list[dict[str, Any]]:
         with self._lock:
-            bodies, services = list(self._routes.values()), dict(self._services)
+            bodies, services = list(self._inputs[ROUTE_KIND].values()), dict(self._inputs["Service"])
         routes = []
         for body in bodies:
             try:
@@ -175,14 +163,13 @@ class Mirror:
                      len(to_delete), len(self._applied) - len(to_apply))
         return ok
 
-    def run(self, stop: threading.Event, kube_factory: Any) -> None:
+    def run(self, stop: threading.Event, kube_factory: Callable[[], Kube]) -> None:
         """Until ``stop``: watch Routes and Services (``kube_factory()`` gives each watch its
         connection), then sync after every change."""
         while not stop.is_set() and not all(self.kube.served(k) for k in gatewayapi.KINDS):
             log.warning("gateway api mirror: the Gateway API CRDs are not installed; checking again in 30 s")
             stop.wait(30)
-        watches = [ListWatch(kube_factory(), ROUTE_KIND, self.replace_routes, self.route_event),
-                   ListWatch(kube_factory(), "Service", self.replace_services, self.service_event)]
+        watches = [ListWatch(kube_factory(), kind, *self.feed(kind)) for kind in (ROUTE_KIND, "Service")]
         for i, w in enumerate(watches):
             threading.Thread(target=w.run, args=(stop,), daemon=True, name=f"gateway-api-watch-{i}").start()
         for w in watches:
@@ -207,11 +194,6 @@ class Mirror:
 
 def _transient(exc: ApiError) -> bool:
     return exc.status in (0, 409, 429) or exc.status >= 500
-
-
-def _uid(obj: dict[str, Any]) -> str:
-    meta = obj.get("metadata") or {}
-    return str(meta.get("uid") or f"{meta.get('namespace')}/{meta.get('name')}")
 
 
 def _nsname(obj: dict[str, Any]) -> tuple[str, str]:
