@@ -6,6 +6,7 @@ rewrite them with NETSHIFT_UPDATE_GOLDEN=1 and review the diff."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import io
 import os
 import pathlib
@@ -164,3 +165,9 @@ def test_mirror_plan_applies_changed_hashes_and_deletes_the_unwanted() -> None:
                                       [mirror.stamped(changed[-1], label)], {**applied, ("HTTPRoute", "x", "y"): "h"})
     assert [mirror.key_of(x) for x in to_apply] == [mirror.key_of(objs[-1])]
     assert to_delete == [("HTTPRoute", "x", "y")]
+
+
+def test_status_only_waits_for_the_operators_admission() -> None:
+    routes, services = export_cli.parse(case_docs("admission"), "default")
+    exported = export(routes, services, dataclasses.replace(OPTIONS, status_only=True)).objects
+    assert {x["metadata"]["name"] for x in exported if x["kind"] == "HTTPRoute"} == {"served"}

@@ -75,7 +75,7 @@ class Mirror:
     def __init__(self, kube: Kube, opts: Options, *, namespaces: tuple[str, ...] = (),
                  settle_seconds: float = 0.5) -> None:
         self.kube = kube
-        self.opts = dataclasses.replace(opts, owner_references=True)
+        self.opts = dataclasses.replace(opts, owner_references=True, status_only=True)
         self.namespaces = set(namespaces)
         self.label = label_value(self.opts)
         self.settle_seconds = settle_seconds

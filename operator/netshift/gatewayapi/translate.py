@@ -32,6 +32,9 @@ class Options:
     domain: str = "apps.netshift.local"  # hosts of spec.subdomain and generated hosts
     default_certificate: str = "netshift-default-certificate"  # Secret (Gateway namespace) for TLS without one
     owner_references: bool = False  # the live mirror: objects of a Route are owned by it
+    # The live mirror: a Route without a status entry of the router name waits for the operator's
+    # admission (instead of netshift's admission run here, as for files).
+    status_only: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,6 +88,8 @@ def admitted(routes: Iterable[Route], opts: Options) -> tuple[list[tuple[Route, 
     policy = admission.Policy(domain=opts.domain)
     for r in routes:
         entry = r.status.for_router(opts.router_name) if r.status else None
+        if entry is None and opts.status_only:
+            continue
         if entry is None:
             spec = r.spec
             write = hosts.host_to_write(spec_host=spec.host, subdomain=spec.subdomain,
