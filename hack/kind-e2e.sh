@@ -73,10 +73,17 @@ if [ -z "$MODE" ]; then
 fi
 
 # -- the host's state that must not change -----------------------------------------------------------
-# kube-proxy's own tables are left out: hack/cluster's kube-proxy rewrites them whenever a Service
-# comes or goes (other tiers, other users of the machine), and neither podman nor kind writes there.
+# hack/cluster's node changes the host's tables on its own while this runs: its kube-proxy rewrites
+# the kube-proxy tables as Services come and go, and its kubelet re-creates its canary chains (which
+# moves their table in the listing). Those are left out and the tables sorted; podman and kind write
+# to none of them.
 host_state() {
-  nft -s list ruleset 2>&1 | awk '/^table (ip|ip6) kube-proxy \{/ {skip = 1} !skip {print} skip && /^\}/ {skip = 0}'
+  nft -s list ruleset 2>&1 | python3 -c '
+import re, sys
+tables = re.split(r"(?m)^(?=table )", sys.stdin.read())
+keep = [re.sub(r"(?m)^\tchain KUBE-[A-Z-]*CANARY \{\n\t\}\n", "", t) for t in tables
+        if not re.match(r"table (ip|ip6) kube-proxy ", t)]
+print("".join(sorted(keep)))'
   sysctl net.ipv4.ip_forward net.ipv6.conf.all.forwarding 2>&1
   find /etc/cni/net.d -xdev -exec stat -c '%n %a %s' {} + 2>&1 | sort
   find /etc/cni/net.d -xdev -type f -exec sha256sum {} + 2>&1 | sort

@@ -142,7 +142,7 @@ def main() -> int:
                 time.sleep(0.005)
             first_200.append(time.monotonic() - t0)
         print(f"new route, apply to first 200: median {statistics.median(first_200):.3f} s "
-              f"(render, haproxy -c, reload; {len(first_200)} routes)")
+              f"(render, reload; {len(first_200)} routes)")
         pods = [Endpoint(ORIGIN_ADDRESS, port, "http", f"origin-{i}") for i, port in enumerate(origin_ports)]
         scaled = scale_under_load(router, [served_route_obj("scale", f"scale.{HOST}")], f"scale.{HOST}", pods)
         print(f"scaling 1→5→0→2 under load: {scaled.reloads} reloads, {scaled.failed} failed of "
