@@ -42,7 +42,7 @@ async def _startup(memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
         memo.route = RouteAdmissionController(
             policy=admission.policy_from_config(settings), router_name=settings.router_name,
             canonical_hostname=settings.router_canonical_hostname, api=api,
-            on_transition=api.post_transition, metrics=_Metrics())
+            on_transition=api.post_transition, metrics=_Metrics(), leading=memo.leading)
     ctrl = memo.route
     api = ctrl.api
     assert isinstance(api, KubeRouteApi)
