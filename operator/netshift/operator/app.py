@@ -23,7 +23,7 @@ ANNOTATION_PREFIX = "netshift.io"
 FINALIZER = f"{ANNOTATION_PREFIX}/finalizer"
 
 
-def configure_settings(settings: kopf.OperatorSettings, *, inactivity: float = 50.0, **_: Any) -> None:
+def configure_settings(settings: kopf.OperatorSettings, *, inactivity: float, **_: Any) -> None:
     """The startup handler applying the house settings; pure so that a unit test can check them."""
     settings.persistence.finalizer = FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=ANNOTATION_PREFIX)
