@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import copy
 import json
+import signal
 import time
+
+import pytest
 
 from tests.integration.test_egressrouter import SPEC, apply_router, children_exist, conditions, get, nad_crd  # noqa: F401
 from tests.support.cluster import start_operator, stop_operator
@@ -36,51 +39,52 @@ def writes(op) -> float:
         metric_sum(text, "netshift_api_writes_fenced_total")
 
 
-def dump_logs(request, *ops) -> None:
-    rep = getattr(request.node, "rep_call", None)
-    if rep is not None and rep.failed:
-        for op in ops:
-            print(f"--- {op.log_path.name} ---\n{op.logs()[-6000:]}")
-
-
-def test_one_leads_the_follower_writes_nothing_and_takes_over_after_a_kill(cluster, namespace, nad_crd,  # noqa: F811
-                                                                         tmp_path, request):
+@pytest.fixture
+def pair(cluster, namespace, nad_crd, tmp_path, request):  # noqa: F811
+    """Operator a, leading, then operator b; no pods in the namespace (routers settle on
+    PodCreateFailed instead of churning through pod starts, which are real changes)."""
     cluster.kubectl("create", "quota", "no-pods", "--hard=pods=0", "-n", namespace)
-    a = ha_operator(cluster, tmp_path, namespace, "a")
-    b = None
+    ops = [ha_operator(cluster, tmp_path, namespace, "a")]
     try:
-        wait_for("a leads", lambda: leads(a), timeout=10)
-        b = ha_operator(cluster, tmp_path, namespace, "b")
-        apply_router(cluster, namespace, "egress", SPEC)
-        wait_for("children", lambda: children_exist(cluster, namespace, "egress"))
-        wait_for("conditions", lambda: "Degraded" in conditions(cluster, namespace, "egress"))
-        time.sleep(2 * RETRY)
-        assert leads(a) and not leads(b)
-        assert writes(b) == 0 and writes(a) > 0
-        lease = json.loads(cluster.kubectl("get", "lease", "netshift-operator", "-n", namespace, "-o", "json").stdout)
-        holder = lease["spec"]["holderIdentity"]
-
-        uid = get(cluster, "Service", namespace, "egress")["metadata"]["uid"]
-        a.proc.kill()  # SIGKILL: no release, the lease must expire
-        killed = time.monotonic()
-        cluster.kubectl("delete", "service", "egress", "-n", namespace, "--wait=true")
-        assert writes(b) == 0
-        wait_for("b leads", lambda: leads(b), timeout=LEASE_DURATION + RETRY + 5, interval=0.2)
-        took_over = time.monotonic() - killed
-        wait_for("Service back", lambda: (o := get(cluster, "Service", namespace, "egress"))
-                 and o["metadata"]["uid"] != uid, timeout=25, interval=0.2)
-        back = time.monotonic() - killed
-        print(f"takeover {took_over:.1f}s, child back {back:.1f}s after SIGKILL")
-        assert took_over <= LEASE_DURATION + RETRY + 1
-        assert back <= 20
-        lease = json.loads(cluster.kubectl("get", "lease", "netshift-operator", "-n", namespace, "-o", "json").stdout)
-        assert lease["spec"]["holderIdentity"] != holder and lease["spec"]["leaseTransitions"] == 1
-        assert metric_value(scrape(b.metrics_url), "netshift_lease_transitions") == 1
+        wait_for("a leads", lambda: leads(ops[0]), timeout=10)
+        ops.append(ha_operator(cluster, tmp_path, namespace, "b"))
+        yield tuple(ops)
     finally:
-        for op in (a, b):
-            if op is not None:
-                stop_operator(op)
-        dump_logs(request, *(op for op in (a, b) if op is not None))
+        for op in ops:
+            stop_operator(op)
+        rep = getattr(request.node, "rep_call", None)
+        if rep is not None and rep.failed:
+            for op in ops:
+                print(f"--- {op.log_path.name} ---\n{op.logs()[-6000:]}")
+
+
+def test_one_leads_the_follower_writes_nothing_and_takes_over_after_a_kill(cluster, namespace, pair):
+    a, b = pair
+    apply_router(cluster, namespace, "egress", SPEC)
+    wait_for("children", lambda: children_exist(cluster, namespace, "egress"))
+    wait_for("conditions", lambda: "Degraded" in conditions(cluster, namespace, "egress"))
+    time.sleep(2 * RETRY)
+    assert leads(a) and not leads(b)
+    assert writes(b) == 0 and writes(a) > 0
+    lease = json.loads(cluster.kubectl("get", "lease", "netshift-operator", "-n", namespace, "-o", "json").stdout)
+    holder = lease["spec"]["holderIdentity"]
+
+    uid = get(cluster, "Service", namespace, "egress")["metadata"]["uid"]
+    a.proc.kill()  # SIGKILL: no release, the lease must expire
+    killed = time.monotonic()
+    cluster.kubectl("delete", "service", "egress", "-n", namespace, "--wait=true")
+    assert writes(b) == 0
+    wait_for("b leads", lambda: leads(b), timeout=LEASE_DURATION + RETRY + 5, interval=0.2)
+    took_over = time.monotonic() - killed
+    wait_for("Service back", lambda: (o := get(cluster, "Service", namespace, "egress"))
+             and o["metadata"]["uid"] != uid, timeout=25, interval=0.2)
+    back = time.monotonic() - killed
+    print(f"takeover {took_over:.1f}s, child back {back:.1f}s after SIGKILL")
+    assert took_over <= LEASE_DURATION + RETRY + 1
+    assert back <= 20
+    lease = json.loads(cluster.kubectl("get", "lease", "netshift-operator", "-n", namespace, "-o", "json").stdout)
+    assert lease["spec"]["holderIdentity"] != holder and lease["spec"]["leaseTransitions"] == 1
+    assert metric_value(scrape(b.metrics_url), "netshift_lease_transitions") == 1
 
 
 def _edit(cluster, namespace: str, name: str, i: int) -> None:
@@ -100,44 +104,44 @@ def _ten_edits(cluster, namespace, name, ops) -> float:
     return sum(writes(op) for op in ops) - before
 
 
-def test_idle_cluster_costs_zero_writes_and_edits_cost_the_same_as_one_operator(cluster, namespace, nad_crd,  # noqa: F811
-                                                                                tmp_path, request):
+def test_idle_cluster_costs_zero_writes_and_edits_cost_the_same_as_one_operator(cluster, namespace, pair):
+    a, b = pair
     routers = 50
-    cluster.kubectl("create", "quota", "no-pods", "--hard=pods=0", "-n", namespace)
-    a = ha_operator(cluster, tmp_path, namespace, "a")
-    b = None
-    try:
-        wait_for("a leads", lambda: leads(a), timeout=10)
-        b = ha_operator(cluster, tmp_path, namespace, "b")
-        items = [{"apiVersion": "network.operator.openshift.io/v1", "kind": "EgressRouter",
-                  "metadata": {"name": f"r-{i:02d}", "namespace": namespace}, "spec": SPEC} for i in range(routers)]
-        cluster.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": items}))
+    items = [{"apiVersion": "network.operator.openshift.io/v1", "kind": "EgressRouter",
+              "metadata": {"name": f"r-{i:02d}", "namespace": namespace}, "spec": SPEC} for i in range(routers)]
+    cluster.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": items}))
 
-        def settled() -> bool:
-            objs = json.loads(cluster.kubectl("get", "egressrouters", "-n", namespace, "-o", "json").stdout)["items"]
-            return len(objs) == routers and all(
-                any(c["type"] == "Degraded" and c.get("reason") == "PodCreateFailed"
-                    for c in (o.get("status") or {}).get("conditions") or []) for o in objs)
-        wait_for(f"{routers} routers settled", settled, timeout=180, interval=2)
-        time.sleep(5)  # replica set events settle
-        ops = (a, b)
-        before = sum(writes(op) for op in ops)
-        reconciles = metric_sum(scrape(a.metrics_url), "netshift_reconcile_total")
-        time.sleep(30)  # six resyncs of every router (NETSHIFT_RESYNC_SECONDS=5)
-        idle = sum(writes(op) for op in ops) - before
-        assert metric_sum(scrape(a.metrics_url), "netshift_reconcile_total") >= reconciles + 5 * routers
-        assert writes(b) == 0
-        print(f"idle: {idle:.0f} writes in 30s from both operators ({routers} routers)")
-        assert idle == 0
+    def settled() -> bool:
+        objs = json.loads(cluster.kubectl("get", "egressrouters", "-n", namespace, "-o", "json").stdout)["items"]
+        return len(objs) == routers and all(
+            any(c["type"] == "Degraded" and c.get("reason") == "PodCreateFailed"
+                for c in (o.get("status") or {}).get("conditions") or []) for o in objs)
+    wait_for(f"{routers} routers settled", settled, timeout=180, interval=2)
+    time.sleep(5)  # replica set events settle
+    ops = (a, b)
+    before = sum(writes(op) for op in ops)
+    reconciles = metric_sum(scrape(a.metrics_url), "netshift_reconcile_total")
+    time.sleep(30)  # six resyncs of every router (NETSHIFT_RESYNC_SECONDS=5)
+    idle = sum(writes(op) for op in ops) - before
+    assert metric_sum(scrape(a.metrics_url), "netshift_reconcile_total") >= reconciles + 5 * routers
+    assert writes(b) == 0
+    print(f"idle: {idle:.0f} writes in 30s from both operators ({routers} routers)")
+    assert idle == 0
 
-        with_follower = _ten_edits(cluster, namespace, "r-00", ops)
-        assert writes(b) == 0
-        stop_operator(b)  # the leader alone: today's single operator
-        alone = _ten_edits(cluster, namespace, "r-01", (a,))
-        print(f"10 edits: {with_follower:.0f} writes with a follower, {alone:.0f} with one operator")
-        assert with_follower == alone
-    finally:
-        for op in (a, b):
-            if op is not None:
-                stop_operator(op)
-        dump_logs(request, *(op for op in (a, b) if op is not None))
+    with_follower = _ten_edits(cluster, namespace, "r-00", ops)
+    assert writes(b) == 0
+    stop_operator(b)  # the leader alone: today's single operator
+    alone = _ten_edits(cluster, namespace, "r-01", (a,))
+    print(f"10 edits: {with_follower:.0f} writes with a follower, {alone:.0f} with one operator")
+    assert with_follower == alone
+
+
+def test_a_stopped_leader_hands_the_lease_over(pair):
+    a, b = pair
+    a.proc.send_signal(signal.SIGTERM)  # a rolling update or a drain
+    assert a.proc.wait(timeout=30) == 0, a.logs()[-4000:]
+    exited = time.monotonic()
+    wait_for("b leads", lambda: leads(b), timeout=RETRY + 5, interval=0.2)
+    print(f"b leads {time.monotonic() - exited:.1f}s after a stopped")
+    assert time.monotonic() - exited <= RETRY + 1  # released: no waiting for the lease to expire
+    assert "released" in a.logs()
