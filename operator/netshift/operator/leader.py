@@ -51,7 +51,9 @@ class Leadership:
         self.leading = leading
         self.timing = Timing(settings.leader_elect_lease_duration, settings.leader_elect_renew_deadline,
                              settings.leader_elect_retry_period)
-        self.stop_flag = threading.Event()  # kopf.run's: set when leadership is lost
+        # kopf.run's, set (on kopf's loop) when leadership is lost. Not a threading.Event: kopf
+        # would wait for one in an executor thread, which then keeps the process from exiting.
+        self.stop_flag = asyncio.Event()
         self.lost = False
         self.elector: Elector | None = None
         WRITES.close()
