@@ -17,14 +17,16 @@ import pytest
 from tests.integration.test_egressrouter import SPEC, apply_router, children_exist, conditions, get, nad_crd  # noqa: F401
 from tests.support.cluster import start_operator, stop_operator
 from tests.support.metrics import metric_sum, metric_value, scrape
+from tests.support.proxy import silent_proxy
 from tests.support.wait import wait_for
 
-LEASE_DURATION, RETRY = 15.0, 2.0  # the defaults
+LEASE_DURATION, RENEW_DEADLINE, RETRY = 15.0, 10.0, 2.0  # the defaults
 
 
-def ha_operator(cluster, tmp_path, namespace, name):
+def ha_operator(cluster, tmp_path, namespace, name, kubeconfig=None):
     return start_operator(cluster, tmp_path, "--namespace", namespace, "--leader-elect",
-                          "--leader-elect-namespace", namespace, env={"NETSHIFT_RESYNC_SECONDS": "5"}, name=name)
+                          "--leader-elect-namespace", namespace, name=name,
+                          env={"NETSHIFT_RESYNC_SECONDS": "5", **({"KUBECONFIG": kubeconfig} if kubeconfig else {})})
 
 
 def leads(op) -> bool:
@@ -40,11 +42,17 @@ def writes(op) -> float:
 
 
 @pytest.fixture
-def pair(cluster, namespace, nad_crd, tmp_path, request):  # noqa: F811
-    """Operator a, leading, then operator b; no pods in the namespace (routers settle on
-    PodCreateFailed instead of churning through pod starts, which are real changes)."""
+def proxy(cluster, tmp_path):
+    with silent_proxy(cluster.kubeconfig, tmp_path / "proxied.kubeconfig") as (p, kubeconfig):
+        yield p, kubeconfig
+
+
+@pytest.fixture
+def pair(cluster, namespace, nad_crd, tmp_path, request, proxy):  # noqa: F811
+    """Operator a (through the proxy), leading, then operator b; no pods in the namespace (routers
+    settle on PodCreateFailed instead of churning through pod starts, which are real changes)."""
     cluster.kubectl("create", "quota", "no-pods", "--hard=pods=0", "-n", namespace)
-    ops = [ha_operator(cluster, tmp_path, namespace, "a")]
+    ops = [ha_operator(cluster, tmp_path, namespace, "a", kubeconfig=proxy[1])]
     try:
         wait_for("a leads", lambda: leads(ops[0]), timeout=10)
         ops.append(ha_operator(cluster, tmp_path, namespace, "b"))
@@ -145,3 +153,14 @@ def test_a_stopped_leader_hands_the_lease_over(pair):
     print(f"b leads {time.monotonic() - exited:.1f}s after a stopped")
     assert time.monotonic() - exited <= RETRY + 1  # released: no waiting for the lease to expire
     assert "released" in a.logs()
+
+
+def test_a_leader_cut_off_from_the_api_server_stops_writing_and_exits(pair, proxy):
+    a, b = pair
+    proxy[0].stop()  # a's connections are closed and refused: it cannot renew
+    cut = time.monotonic()
+    assert a.proc.wait(timeout=RENEW_DEADLINE + RETRY + 30) == 1, a.logs()[-4000:]
+    assert "writes stopped" in a.logs()
+    wait_for("b leads", lambda: leads(b), timeout=LEASE_DURATION + RETRY + 5, interval=0.2)
+    print(f"a exited {a.proc.returncode} and b leads {time.monotonic() - cut:.1f}s after the cut")
+    assert writes(b) == 0  # nothing happened in between

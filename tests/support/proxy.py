@@ -83,6 +83,10 @@ class SilentProxy:
         return asyncio.run_coroutine_threadsafe(go(), self.loop).result(10)
 
     def stop(self) -> None:
+        """Close everything: from now on the API server is unreachable through the proxy."""
+        if not self.loop.is_running():
+            return
+
         async def go() -> None:
             if self.server is not None:
                 self.server.close()
