@@ -22,15 +22,18 @@ from .api import ApiError, Kube, Query, path
 
 log = logging.getLogger("netshift.kube.watch")
 
+INACTIVITY_SECONDS = 50.0  # the operator's default too (NETSHIFT_WATCH_INACTIVITY_SECONDS)
+
 
 class ListWatch:
     def __init__(self, kube: Kube, kind: str,
                  on_list: Callable[[list[dict[str, Any]]], None],
                  on_event: Callable[[str, dict[str, Any]], None], *,
-                 page_size: int = 500, watch_seconds: int = 300, inactivity: float = 50.0,
-                 params: Query = ()) -> None:
+                 page_size: int = 500, watch_seconds: int = 300, inactivity: float = INACTIVITY_SECONDS,
+                 params: Query = (), namespace: str | None = None) -> None:
         self.kube = kube
         self.kind = kind
+        self.namespace = namespace  # None: all namespaces
         self.params = list(params)  # added to every list and watch (e.g. a field selector)
         self.on_list = on_list
         self.on_event = on_event
@@ -40,7 +43,7 @@ class ListWatch:
         self.synced = threading.Event()  # set after the first complete listing
 
     def list(self) -> str:
-        items, rv = self.kube.list_all(self.kind, None, self.params, self.page_size)
+        items, rv = self.kube.list_all(self.kind, self.namespace, self.params, self.page_size)
         self.on_list(items)
         self.synced.set()
         return rv
@@ -49,7 +52,7 @@ class ListWatch:
         query = [*self.params, ("watch", "true"), ("resourceVersion", rv), ("allowWatchBookmarks", "true"),
                  ("timeoutSeconds", self.watch_seconds)]
         # The read timeout bounds the silence between two bytes, i.e. between two events.
-        resp = self.kube.stream(path(self.kind), query, timeout=(10, self.inactivity))
+        resp = self.kube.stream(path(self.kind, self.namespace), query, timeout=(10, self.inactivity))
         try:
             for line in iter_resp_lines(resp):
                 if stop.is_set():

@@ -13,7 +13,7 @@ import kopf
 from netshift import metrics
 from netshift.egressrouter.controller import Controller
 from netshift.egressrouter.render import RenderSettings
-from netshift.operator import egressrouter, leader, route
+from netshift.operator import egressrouter, leader, malloc, route
 from netshift.settings import OperatorSettings
 
 log = logging.getLogger("netshift.operator")
@@ -48,11 +48,22 @@ def configure_settings(settings: kopf.OperatorSettings, *, inactivity: float, **
     settings.execution.max_workers = 20
 
 
+async def _trim_memory(memo: kopf.Memo, **_: Any) -> None:
+    memo.malloc_trim = asyncio.create_task(malloc.trim_forever(), name="malloc-trim")
+
+
+async def _stop_trimming(memo: kopf.Memo, **_: Any) -> None:
+    if "malloc_trim" in memo:
+        memo.malloc_trim.cancel()
+
+
 def registry(settings: OperatorSettings, leadership: leader.Leadership | None = None) -> kopf.OperatorRegistry:
     reg = kopf.OperatorRegistry()
     kopf.on.login(registry=reg)(kopf.login_via_client)  # what kopf's default registry would use
     kopf.on.startup(id="house-settings", registry=reg)(
         functools.partial(configure_settings, inactivity=settings.watch_inactivity_seconds))
+    kopf.on.startup(id="malloc-trim", registry=reg)(_trim_memory)
+    kopf.on.cleanup(id="malloc-trim", registry=reg)(_stop_trimming)
     egressrouter.register(reg)
     if settings.routes_enabled:
         route.register(reg)
