@@ -88,7 +88,8 @@ def test_one_leads_the_follower_writes_nothing_and_takes_over_after_a_kill(clust
              and o["metadata"]["uid"] != uid, timeout=25, interval=0.2)
     back = time.monotonic() - killed
     print(f"takeover {took_over:.1f}s, child back {back:.1f}s after SIGKILL")
-    assert took_over <= LEASE_DURATION + RETRY + 1
+    # The follower sees the last renewal up to a retry period late, then polls every retry period.
+    assert took_over <= LEASE_DURATION + 2 * RETRY + 0.5
     assert back <= 20
     lease = json.loads(cluster.kubectl("get", "lease", "netshift-operator", "-n", namespace, "-o", "json").stdout)
     assert lease["spec"]["holderIdentity"] != holder and lease["spec"]["leaseTransitions"] == 1
