@@ -62,6 +62,11 @@ class OperatorSettings(_RouterIdentity):
     router_allowed_domains: CommaList = ()
     router_denied_domains: CommaList = ()
 
+    # Gateway API mirror (docs/gateway-api.md): keep the admitted Routes' Gateway API objects applied.
+    gateway_api_mirror: bool = False
+    gateway_api_gateway: Annotated[str, pydantic.StringConstraints(pattern=r"^[^/]+/[^/]+$")] = "default/netshift"
+    gateway_api_class: str = "netshift"
+
 
     @pydantic.field_validator("leader_elect_retry_period")
     @classmethod

@@ -23,7 +23,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from netshift import metrics
-from netshift.models import egressrouter, route
+from netshift.models import egressrouter, gatewayapi, route
 
 from . import events
 
@@ -59,6 +59,7 @@ RESOURCES = {
     egressrouter.NAD_KIND: Resource(egressrouter.NAD_GROUP, egressrouter.NAD_VERSION, egressrouter.NAD_PLURAL),
     egressrouter.KIND: Resource(egressrouter.GROUP, egressrouter.VERSION, egressrouter.PLURAL),
     route.KIND: Resource(route.GROUP, route.VERSION, route.PLURAL),
+    **{kind: Resource(gatewayapi.GROUP, version, plural) for kind, (version, plural) in gatewayapi.KINDS.items()},
 }
 
 

@@ -13,7 +13,7 @@ import kopf
 from netshift import metrics
 from netshift.egressrouter.controller import Controller
 from netshift.egressrouter.render import RenderSettings
-from netshift.operator import egressrouter, leader, malloc, route
+from netshift.operator import egressrouter, gatewayapi, leader, malloc, route
 from netshift.settings import OperatorSettings
 
 log = logging.getLogger("netshift.operator")
@@ -67,6 +67,8 @@ def registry(settings: OperatorSettings, leadership: leader.Leadership | None = 
     egressrouter.register(reg)
     if settings.routes_enabled:
         route.register(reg)
+        if settings.gateway_api_mirror:
+            gatewayapi.register(reg)
     if leadership is not None:  # after the house settings, which it overrides while following
         leader.register(reg, leadership)
     return reg
