@@ -3,6 +3,7 @@
 of Routes and Services, started and stopped with the operator."""
 from __future__ import annotations
 
+import asyncio
 import threading
 from typing import Any
 
@@ -25,7 +26,12 @@ async def _startup(memo: kopf.Memo, **_: Any) -> None:
                    router_name=s.router_name, domain=s.router_domain)
     stop = threading.Event()
     mirror = Mirror(_kube(), opts, namespaces=s.namespaces)
-    threading.Thread(target=mirror.run, args=(stop, _kube), daemon=True, name="gateway-api-mirror").start()
+
+    async def start_when_leading() -> None:  # with leader election, only the leader mirrors (it writes)
+        await memo.leading.wait()
+        threading.Thread(target=mirror.run, args=(stop, _kube), daemon=True, name="gateway-api-mirror").start()
+
+    memo.gateway_api_mirror_start = asyncio.create_task(start_when_leading(), name="gateway-api-mirror-start")
     memo.gateway_api_mirror = mirror
     memo.gateway_api_mirror_stop = stop
 

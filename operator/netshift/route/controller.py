@@ -70,8 +70,9 @@ class RouteAdmissionController:
     def __init__(self, *, policy: Policy, router_name: str, canonical_hostname: str | None,
                  api: RouteApi, now: Callable[[], str] = rfc3339_now, concurrency: int = 16,
                  on_transition: Callable[[Observed, Decision, Decision | None], None] | None = None,
-                 metrics: Any = None) -> None:
+                 metrics: Any = None, leading: asyncio.Event | None = None) -> None:
         self.policy = policy
+        self.leading = leading  # decisions and writes wait for it (leader election); observing goes on
         self.router_name = router_name
         self.canonical_hostname = canonical_hostname
         self.api = api
@@ -175,6 +176,8 @@ class RouteAdmissionController:
     async def _run(self) -> None:
         while True:
             await self._wake.wait()
+            if self.leading is not None:
+                await self.leading.wait()
             self._wake.clear()
             try:
                 self.step()
