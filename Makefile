@@ -98,6 +98,11 @@ bench-combined: venv tools ## 1,000 EgressRouters after 10,000 Routes in one ope
 bench-router: deps venv ## Route data plane: requests/s and p99 through the router vs direct (loopback, ~30 s)
 	$(PY) -m tests.bench.bench_router --rounds 3
 
+.PHONY: bench-gateway-api-mirror
+bench-gateway-api-mirror: venv tools ## the Gateway API mirror at scale: COUNT routes (default 1000), its idle and restart writes
+	$(CLUSTER) up
+	$(PY) tests/bench/bench_gateway_api_mirror.py --count $(or $(COUNT),1000)
+
 .PHONY: bench-route-admission
 bench-route-admission: venv tools ## Route admission at scale: 10,000 routes in 100 namespaces (ARGS="--count 1000 --namespaces 10")
 	$(CLUSTER) up

@@ -188,18 +188,36 @@ build_coredns() {
     "-X github.com/coredns/coredns/coremain.GitCommit=$COREDNS_VERSION"
 }
 
+# The Gateway API CRDs of both channels, copied from the sigs.k8s.io/gateway-api module (no build).
+fetch_gateway_api_crds() {
+  local out="$NETSHIFT_CACHE/gateway-api-$GATEWAY_API_VERSION/crd"
+  [ -d "$out/experimental" ] && { echo "$out"; return; }
+  need_go
+  local work="$NETSHIFT_CACHE/src/gateway-api-$GATEWAY_API_VERSION" dir
+  mkdir -p "$work"
+  log "gateway-api $GATEWAY_API_VERSION CRDs"
+  dir=$(cd "$work" && go mod download -json "sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION" \
+    | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
+  [ -d "$dir/config/crd/experimental" ] || { echo "download of gateway-api $GATEWAY_API_VERSION failed" >&2; return 1; }
+  rm -rf "$out.tmp" && mkdir -p "$out.tmp"
+  cp -r "$dir/config/crd/standard" "$dir/config/crd/experimental" "$out.tmp/"
+  chmod -R u+w "$out.tmp" && mv "$out.tmp" "$out"
+  echo "$out"
+}
+
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then
   case "${1:-all}" in
     kubernetes) build_kubernetes ;;
     etcd) build_etcd ;;
     helm) build_helm ;;
     multus) build_multus ;;
+    gateway-api-crds) fetch_gateway_api_crds ;;
     kind) build_kind ;;
     kubeadm) build_kubeadm ;;
     crictl) build_crictl ;;
     kind-etcd) build_etcd "$KIND_ETCD_VERSION" ;;
     coredns) build_coredns ;;
-    all) build_etcd; build_kubernetes; build_helm; build_multus; build_coredns ;;
-    *) echo "usage: $0 [all|kubernetes|etcd|helm|multus|coredns|kind|kubeadm|crictl|kind-etcd]" >&2; exit 2 ;;
+    all) build_etcd; build_kubernetes; build_helm; build_multus; build_coredns; fetch_gateway_api_crds >/dev/null ;;
+    *) echo "usage: $0 [all|kubernetes|etcd|helm|multus|coredns|gateway-api-crds|kind|kubeadm|crictl|kind-etcd]" >&2; exit 2 ;;
   esac
 fi

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from netshift import __version__
 from netshift.agent import cli as agent_cli
+from netshift.gatewayapi import cli as export_cli
 from netshift.operator import cli as operator_cli
 from netshift.router import cli as router_cli
 
@@ -17,7 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="OpenShift's EgressRouter and Route APIs on any Kubernetes cluster.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for process in (operator_cli, agent_cli, router_cli):
+    for process in (operator_cli, agent_cli, router_cli, export_cli):
         process.add_parser(sub)
     sub.add_parser("version", help="print the version and exit").set_defaults(func=_version)
     return parser

@@ -24,6 +24,13 @@ API_REQUESTS = Counter(
     "netshift_api_requests_total", "API requests made by a controller (excluding watches)",
     ["controller", "verb", "resource"],
 )
+WRITES_FENCED = Counter(
+    "netshift_api_writes_fenced_total", "Writes refused before sending: not the leader", ["controller"],
+)
+LEADER = Gauge("netshift_leader", "1 while this operator process leads (always 1 without leader election)")
+LEASE_TRANSITIONS = Gauge(
+    "netshift_lease_transitions", "The leader Lease's spec.leaseTransitions as last observed"
+)
 ADMISSIONS = Counter(
     "netshift_route_admission_total", "Route admission outcomes by reason", ["reason"]
 )

@@ -35,6 +35,17 @@ class OperatorSettings(_RouterIdentity):
     health_port: int = 8081
     bind_address: str = "0.0.0.0"
     resync_seconds: float = 300.0
+    # A watch stream with no event (bookmarks included) for this long is restarted (kopf's
+    # inactivity_timeout; the API server sends a bookmark about every minute on a healthy stream).
+    watch_inactivity_seconds: float = pydantic.Field(50.0, gt=0)
+
+    # Leader election on a coordination.k8s.io/v1 Lease (docs/ha.md); off: this process always writes.
+    leader_elect: bool = False
+    leader_elect_lease_duration: float = 15.0
+    leader_elect_renew_deadline: float = 10.0
+    leader_elect_retry_period: float = 2.0
+    leader_elect_lease_name: str = "netshift-operator"
+    leader_elect_namespace: str | None = None  # the pod's namespace (service account), else "default"
 
     # EgressRouter
     agent_image: str = IMAGE
@@ -53,6 +64,20 @@ class OperatorSettings(_RouterIdentity):
     # A host matches its own name or any parent domain; empty allowed = all.
     router_allowed_domains: CommaList = ()
     router_denied_domains: CommaList = ()
+
+    # Gateway API mirror (docs/gateway-api.md): keep the admitted Routes' Gateway API objects applied.
+    gateway_api_mirror: bool = False
+    gateway_api_gateway: Annotated[str, pydantic.StringConstraints(pattern=r"^[^/]+/[^/]+$")] = "default/netshift"
+    gateway_api_class: str = "netshift"
+
+
+    @pydantic.field_validator("leader_elect_retry_period")
+    @classmethod
+    def _lease_timing(cls, retry: float, info: pydantic.ValidationInfo) -> float:
+        duration, deadline = info.data.get("leader_elect_lease_duration"), info.data.get("leader_elect_renew_deadline")
+        if duration is not None and deadline is not None and not duration > deadline > retry > 0:
+            raise ValueError("needs lease duration > renew deadline > retry period > 0")
+        return retry
 
 
 class AgentSettings(Settings):

@@ -179,6 +179,10 @@ def test_default_objects(tmp_path: pathlib.Path) -> None:
         ("ClusterRoleBinding", "netshift-route-admission"),
         ("Service", "netshift-operator-metrics"),
         ("Deployment", "netshift-operator"),
+        # Two operators, one leading (docs/ha.md).
+        ("Role", "netshift-leader-election"),
+        ("RoleBinding", "netshift-leader-election"),
+        ("PodDisruptionBudget", "netshift-operator"),
         # The router (Route data plane), deployed with Route support.
         ("ServiceAccount", "netshift-router"),
         ("ClusterRole", "netshift-router"),
@@ -188,7 +192,7 @@ def test_default_objects(tmp_path: pathlib.Path) -> None:
         ("Deployment", "netshift-router"),
     ])
     for o in objs:
-        if o["kind"] in ("ServiceAccount", "Service", "Deployment"):
+        if o["kind"] in ("ServiceAccount", "Service", "Deployment", "Role", "RoleBinding", "PodDisruptionBudget"):
             assert o["metadata"]["namespace"] == "netshift-system"
         # Never the label the operator uses to find its own children.
         assert o["metadata"]["labels"].get("app.kubernetes.io/managed-by") != "netshift"
@@ -211,7 +215,17 @@ def test_rbac_is_exact(tmp_path: pathlib.Path) -> None:
                                       "name": binding["metadata"]["name"]}
         sa = "netshift-router" if binding["metadata"]["name"] == "netshift-router" else "netshift-operator"
         assert binding["subjects"] == [{"kind": "ServiceAccount", "name": sa, "namespace": "netshift-system"}]
-    assert not by_kind(objs, "Role") and not by_kind(objs, "RoleBinding")
+    # Leader election: the one Lease (create cannot be limited to a name).
+    (role,) = by_kind(objs, "Role")
+    assert role["metadata"]["namespace"] == "netshift-system"
+    assert role["rules"] == [
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "resourceNames": ["netshift-operator"],
+         "verbs": ["get", "update"]},
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]}]
+    (binding,) = by_kind(objs, "RoleBinding")
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "netshift-operator",
+                                    "namespace": "netshift-system"}]
 
 
 def test_operator_pod_is_locked_down(tmp_path: pathlib.Path) -> None:
@@ -236,9 +250,12 @@ def test_operator_pod_is_locked_down(tmp_path: pathlib.Path) -> None:
 def test_operator_deployment(tmp_path: pathlib.Path) -> None:
     deployment = operator_deployment(render(tmp_path))
     spec = deployment["spec"]
-    assert spec["replicas"] == 1
-    assert spec["strategy"] == {"type": "Recreate"}
+    assert spec["replicas"] == 2
+    assert spec["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
     pod = spec["template"]["spec"]
+    (term,) = pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert term["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    assert term["podAffinityTerm"]["labelSelector"]["matchLabels"] == spec["selector"]["matchLabels"]
     assert pod["serviceAccountName"] == "netshift-operator"
     (container,) = pod["containers"]
     image = container["image"]
@@ -259,6 +276,25 @@ def test_operator_deployment(tmp_path: pathlib.Path) -> None:
     assert env["NETSHIFT_ROUTER_NAME"] == "default"
     assert env["NETSHIFT_ROUTER_DOMAIN"] == "apps.netshift.local"
     assert "NETSHIFT_DEFAULT_MACVLAN_MASTER" not in env
+    assert env["NETSHIFT_LEADER_ELECT"] == "true"
+    assert env["NETSHIFT_LEADER_ELECT_LEASE_NAME"] == "netshift-operator"
+    assert env["NETSHIFT_LEADER_ELECT_NAMESPACE"] == "netshift-system"
+    assert (env["NETSHIFT_LEADER_ELECT_LEASE_DURATION"], env["NETSHIFT_LEADER_ELECT_RENEW_DEADLINE"],
+            env["NETSHIFT_LEADER_ELECT_RETRY_PERIOD"]) == ("15", "10", "2")
+    pdb = one(render(tmp_path), "PodDisruptionBudget")
+    assert pdb["spec"] == {"minAvailable": 1, "selector": spec["selector"]}
+
+
+def test_single_operator_without_leader_election(tmp_path: pathlib.Path) -> None:
+    values = {"operator": {"replicas": 1, "leaderElection": {"enabled": False}}}
+    objs = render(tmp_path, values)
+    spec = operator_deployment(objs)["spec"]
+    assert spec["replicas"] == 1 and spec["strategy"] == {"type": "Recreate"}
+    (container,) = spec["template"]["spec"]["containers"]
+    assert "NETSHIFT_LEADER_ELECT" not in env_of(container)
+    assert not by_kind(objs, "Role") and not by_kind(objs, "PodDisruptionBudget")
+    refused = helm("template", "t", str(CHART), "--set", "operator.leaderElection.enabled=false", check=False)
+    assert refused.returncode != 0 and "leaderElection" in refused.stderr
     service = named(render(tmp_path), "Service", "operator-metrics")
     assert service["spec"]["selector"] == spec["selector"]["matchLabels"]
     assert service["spec"]["ports"] == [{"name": "metrics", "port": 9102, "targetPort": "metrics",

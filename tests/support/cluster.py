@@ -98,10 +98,11 @@ class OperatorProcess:
 
 
 def start_operator(cluster: Cluster, tmp_path: pathlib.Path, *extra: str,
-                   env: dict[str, str] | None = None) -> OperatorProcess:
-    """Run `netshift operator` as a subprocess against the cluster and wait until it is live."""
+                   env: dict[str, str] | None = None, name: str = "operator") -> OperatorProcess:
+    """Run `netshift operator` as a subprocess against the cluster and wait until it is live
+    (``name``: of its log file, for several operators in one test)."""
     metrics_port, health_port = free_port(), free_port()
-    log_path = tmp_path / "operator.log"
+    log_path = tmp_path / f"{name}.log"
     log_file = open(log_path, "w")  # noqa: SIM115 (closed with the process)
     proc = subprocess.Popen(
         [sys.executable, "-m", "netshift", "operator", "--bind-address", "127.0.0.1",

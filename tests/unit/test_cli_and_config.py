@@ -124,14 +124,33 @@ def test_registry_follows_the_settings():
 
 def test_house_settings_use_own_prefix_and_bounded_watches():
     kopf_settings = kopf.OperatorSettings()
-    app.configure_settings(kopf_settings)
+    app.configure_settings(kopf_settings, inactivity=settings.OperatorSettings().watch_inactivity_seconds)
     assert kopf_settings.persistence.finalizer == "netshift.io/finalizer"
     assert kopf_settings.persistence.progress_storage.prefix == "netshift.io"
     assert kopf_settings.persistence.diffbase_storage.prefix == "netshift.io"
     # Streams are bounded on both sides, so a dead connection cannot hang a watch forever.
     assert kopf_settings.watching.server_timeout and kopf_settings.watching.client_timeout
     assert kopf_settings.watching.client_timeout > kopf_settings.watching.server_timeout
+    # The watchdog: a silent stream (open, no event, no bookmark) is restarted within the bound.
+    assert kopf_settings.watching.inactivity_timeout == 50 <= 60
     assert kopf_settings.peering.standalone is True
+
+
+def test_leader_election_registers_after_the_house_settings():
+    import asyncio
+
+    from netshift.kube.api import WRITES
+    from netshift.operator import leader
+
+    leadership = leader.Leadership(settings.OperatorSettings(leader_elect=True), asyncio.Event())
+    try:
+        assert not WRITES.open  # closed until the lease is held
+        ids = [h.id for h in app.registry(settings.OperatorSettings(), leadership)._activities.get_all_handlers()]
+        assert ids.index("house-settings") < ids.index("leader-election")
+        assert "leader-election" not in {h.id for h in app.registry(settings.OperatorSettings())
+                                         ._activities.get_all_handlers()}
+    finally:
+        WRITES.open_until(float("inf"))
 
 
 def test_operator_loads_only_the_parts_of_kubernetes_it_uses():

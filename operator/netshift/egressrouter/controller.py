@@ -67,9 +67,10 @@ class Cache:
 
 
 class Controller:
-    def __init__(self, render: RenderSettings, resync_seconds: float) -> None:
+    def __init__(self, render: RenderSettings, resync_seconds: float, leading: asyncio.Event) -> None:
         self.render = render
         self.resync_seconds = resync_seconds
+        self.leading = leading  # workers reconcile only while set (leader election); the queue fills anyway
         self.cache = Cache()
         self.queue = WorkQueue()
         self.reconciler: Reconciler | None = None
@@ -121,6 +122,7 @@ class Controller:
         assert reconciler is not None, "workers start after the reconciler"
         loop = asyncio.get_running_loop()
         while True:
+            await self.leading.wait()
             key = await self.queue.get()
             namespace, name = cast(tuple[str, str], key)
             try:

@@ -5,12 +5,17 @@ patches (of the object or a subresource), deletes, paginated lists, API discover
 request except watches is counted in `netshift_api_requests_total` (by controller, HTTP verb and
 resource), which the tests and the benchmarks use to prove that an idle cluster costs zero writes.
 Failed requests raise ``ApiError`` (the API server's status code and message).
+
+Writes pass one gate, ``WRITES``: open unless leader election (``kube.lease``) closes it, so a
+follower, or a leader that could not renew its lease in time, cannot write through any path.
 """
 from __future__ import annotations
 
 import json
 import logging
+import math
 import socket
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple, cast
 
@@ -18,7 +23,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from netshift import metrics
-from netshift.models import egressrouter, route
+from netshift.models import egressrouter, gatewayapi, route
 
 from . import events
 
@@ -54,6 +59,7 @@ RESOURCES = {
     egressrouter.NAD_KIND: Resource(egressrouter.NAD_GROUP, egressrouter.NAD_VERSION, egressrouter.NAD_PLURAL),
     egressrouter.KIND: Resource(egressrouter.GROUP, egressrouter.VERSION, egressrouter.PLURAL),
     route.KIND: Resource(route.GROUP, route.VERSION, route.PLURAL),
+    **{kind: Resource(gatewayapi.GROUP, version, plural) for kind, (version, plural) in gatewayapi.KINDS.items()},
 }
 
 
@@ -78,6 +84,33 @@ class ApiError(Exception):
         return cls(exc.status or 0, message or "")
 
 
+class NotLeader(ApiError):
+    """A write refused before it was sent: this process does not hold the leader lease."""
+
+    def __init__(self) -> None:
+        super().__init__(0, "write refused: not the leader")
+
+
+class WriteGate:
+    """Fencing: the deadline (monotonic) until which writes may be sent; open forever by default."""
+
+    def __init__(self) -> None:
+        self._until = math.inf
+
+    def open_until(self, deadline: float) -> None:
+        self._until = deadline
+
+    def close(self) -> None:
+        self._until = -math.inf
+
+    @property
+    def open(self) -> bool:
+        return time.monotonic() < self._until
+
+
+WRITES = WriteGate()
+
+
 def error_message(exc: Exception) -> str:
     """The API server's message of a failed request, else the exception."""
     return str(ApiError.of(exc) if isinstance(exc, ApiException) else exc)
@@ -91,11 +124,13 @@ def path(kind: str, namespace: str | None = None, name: str | None = None, sub: 
 
 
 class Kube:
-    """One component's connection; ``controller`` labels its requests in the metrics."""
+    """One component's connection; ``controller`` labels its requests in the metrics. Only the
+    lease's own connection is not ``fenced``."""
 
-    def __init__(self, api: client.ApiClient, controller: str) -> None:
+    def __init__(self, api: client.ApiClient, controller: str, *, fenced: bool = True) -> None:
         self.api = api
         self.controller = controller
+        self.fenced = fenced
         self.instance = socket.gethostname()
 
     def _send(self, method: str, url: str, query: Query, *, body: Any = None,
@@ -113,6 +148,9 @@ class Kube:
 
     def request(self, method: str, url: str, *, query: Query = (), body: Any = None,
                 content_type: str | None = None, resource: str = "", timeout: Any = 30) -> Any:
+        if method != "GET" and self.fenced and not WRITES.open:
+            metrics.WRITES_FENCED.labels(controller=self.controller).inc()
+            raise NotLeader
         metrics.API_REQUESTS.labels(controller=self.controller, verb=method, resource=resource).inc()
         data = self._send(method, url, query, body=body, content_type=content_type, timeout=timeout).data
         return json.loads(data) if data else None

@@ -3,7 +3,9 @@
 ``ListWatch(kube, kind, on_list, on_event).run(stop)`` lists (paginated) and hands the complete list
 to ``on_list``, then watches from the list's resourceVersion (with bookmarks) and hands each event to
 ``on_event``. An expired resourceVersion (410 Gone) or a broken stream starts over with a new list,
-so the consumer always rebuilds from a complete listing after any gap.
+so the consumer always rebuilds from a complete listing after any gap. A stream that stays open
+but brings nothing (not even a bookmark) for ``inactivity`` seconds is the watchdog's case: the read
+times out and the watch resumes from the last resourceVersion (no new listing).
 """
 from __future__ import annotations
 
@@ -14,18 +16,21 @@ from collections.abc import Callable
 from typing import Any
 
 from kubernetes.watch.watch import iter_resp_lines
+from urllib3.exceptions import ReadTimeoutError
 
 from .api import ApiError, Kube, Query, path
 
 log = logging.getLogger("netshift.kube.watch")
+
+INACTIVITY_SECONDS = 50.0  # the operator's default too (NETSHIFT_WATCH_INACTIVITY_SECONDS)
 
 
 class ListWatch:
     def __init__(self, kube: Kube, kind: str,
                  on_list: Callable[[list[dict[str, Any]]], None],
                  on_event: Callable[[str, dict[str, Any]], None], *,
-                 page_size: int = 500, watch_seconds: int = 300, params: Query = (),
-                 namespace: str | None = None) -> None:
+                 page_size: int = 500, watch_seconds: int = 300, inactivity: float = INACTIVITY_SECONDS,
+                 params: Query = (), namespace: str | None = None) -> None:
         self.kube = kube
         self.kind = kind
         self.namespace = namespace  # None: all namespaces
@@ -34,6 +39,7 @@ class ListWatch:
         self.on_event = on_event
         self.page_size = page_size
         self.watch_seconds = watch_seconds
+        self.inactivity = inactivity
         self.synced = threading.Event()  # set after the first complete listing
 
     def list(self) -> str:
@@ -45,7 +51,8 @@ class ListWatch:
     def watch(self, rv: str, stop: threading.Event) -> str:
         query = [*self.params, ("watch", "true"), ("resourceVersion", rv), ("allowWatchBookmarks", "true"),
                  ("timeoutSeconds", self.watch_seconds)]
-        resp = self.kube.stream(path(self.kind, self.namespace), query, timeout=(10, self.watch_seconds + 30))
+        # The read timeout bounds the silence between two bytes, i.e. between two events.
+        resp = self.kube.stream(path(self.kind, self.namespace), query, timeout=(10, self.inactivity))
         try:
             for line in iter_resp_lines(resp):
                 if stop.is_set():
@@ -57,6 +64,8 @@ class ListWatch:
                 rv = (obj.get("metadata") or {}).get("resourceVersion") or rv
                 if kind in ("ADDED", "MODIFIED", "DELETED"):
                     self.on_event(kind, obj)
+        except ReadTimeoutError:
+            log.debug("%s: watch silent for %.0fs; resuming from %s", self.kind, self.inactivity, rv)
         finally:
             resp.release_conn()
         return rv

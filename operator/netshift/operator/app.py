@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 from typing import Any
 
@@ -12,7 +13,7 @@ import kopf
 from netshift import metrics
 from netshift.egressrouter.controller import Controller
 from netshift.egressrouter.render import RenderSettings
-from netshift.operator import egressrouter, malloc, route
+from netshift.operator import egressrouter, gatewayapi, leader, malloc, route
 from netshift.settings import OperatorSettings
 
 log = logging.getLogger("netshift.operator")
@@ -22,7 +23,7 @@ ANNOTATION_PREFIX = "netshift.io"
 FINALIZER = f"{ANNOTATION_PREFIX}/finalizer"
 
 
-def configure_settings(settings: kopf.OperatorSettings, **_: Any) -> None:
+def configure_settings(settings: kopf.OperatorSettings, *, inactivity: float, **_: Any) -> None:
     """The startup handler applying the house settings; pure so that a unit test can check them."""
     settings.persistence.finalizer = FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=ANNOTATION_PREFIX)
@@ -35,11 +36,14 @@ def configure_settings(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 10
     settings.watching.reconnect_backoff = 1.0
+    # The watchdog: a stream that stays open but silent (no event, no bookmark) is restarted from
+    # its last resourceVersion after this long (NETSHIFT_WATCH_INACTIVITY_SECONDS).
+    settings.watching.inactivity_timeout = inactivity
     settings.networking.request_timeout = 60
     settings.networking.connect_timeout = 10
     # We post our own Events on condition transitions; kopf's per-handler chatter only for problems.
     settings.posting.level = logging.WARNING
-    # One operator instance per cluster is the deployment model (Recreate strategy); no peering CRD.
+    # No kopf peering CRD: several replicas elect a leader on a Lease instead (netshift.operator.leader).
     settings.peering.standalone = True
     settings.execution.max_workers = 20
 
@@ -53,15 +57,20 @@ async def _stop_trimming(memo: kopf.Memo, **_: Any) -> None:
         memo.malloc_trim.cancel()
 
 
-def registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
+def registry(settings: OperatorSettings, leadership: leader.Leadership | None = None) -> kopf.OperatorRegistry:
     reg = kopf.OperatorRegistry()
     kopf.on.login(registry=reg)(kopf.login_via_client)  # what kopf's default registry would use
-    kopf.on.startup(id="house-settings", registry=reg)(configure_settings)
+    kopf.on.startup(id="house-settings", registry=reg)(
+        functools.partial(configure_settings, inactivity=settings.watch_inactivity_seconds))
     kopf.on.startup(id="malloc-trim", registry=reg)(_trim_memory)
     kopf.on.cleanup(id="malloc-trim", registry=reg)(_stop_trimming)
     egressrouter.register(reg)
     if settings.routes_enabled:
         route.register(reg)
+        if settings.gateway_api_mirror:
+            gatewayapi.register(reg)
+    if leadership is not None:  # after the house settings, which it overrides while following
+        leader.register(reg, leadership)
     return reg
 
 
@@ -75,7 +84,14 @@ def run(settings: OperatorSettings, *, verbose: bool) -> int:
     namespaces = list(settings.namespaces)
     log.info("starting netshift operator (namespaces: %s)", ", ".join(namespaces) or "all")
     render = RenderSettings(**settings.model_dump(include={f.name for f in dataclasses.fields(RenderSettings)}))
-    memo = kopf.Memo(settings=settings, egressrouter=Controller(render, settings.resync_seconds))
-    kopf.run(registry=registry(settings), standalone=True, clusterwide=not namespaces, namespaces=namespaces,
-             memo=memo, liveness_endpoint=liveness)
-    return 0
+    leading = asyncio.Event()  # the controllers write only while it is set
+    leadership = leader.Leadership(settings, leading) if settings.leader_elect else None
+    if leadership is None:
+        leading.set()
+        metrics.LEADER.set(1)
+    memo = kopf.Memo(settings=settings, leading=leading,
+                     egressrouter=Controller(render, settings.resync_seconds, leading))
+    kopf.run(registry=registry(settings, leadership), standalone=True, clusterwide=not namespaces,
+             namespaces=namespaces, memo=memo, liveness_endpoint=liveness,
+             stop_flag=leadership.stop_flag if leadership else None)
+    return 1 if leadership is not None and leadership.lost else 0

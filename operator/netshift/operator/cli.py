@@ -16,6 +16,19 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     setting("--metrics-port", field="metrics_port", help="port of the Prometheus /metrics endpoint (0 disables)")
     setting("--health-port", field="health_port", help="port of the liveness endpoint /healthz (0 disables)")
     setting("--bind-address", field="bind_address", help="address the metrics and health endpoints listen on")
+    setting("--watch-inactivity-seconds", field="watch_inactivity_seconds",
+            help="restart a watch stream that brought no event for this long")
+    setting("--leader-elect", field="leader_elect",
+            help="run as one of several replicas: only the holder of a Lease writes (docs/ha.md)")
+    setting("--leader-elect-lease-duration", field="leader_elect_lease_duration",
+            help="seconds a follower waits for a lease that is not renewed before taking it")
+    setting("--leader-elect-renew-deadline", field="leader_elect_renew_deadline",
+            help="seconds a leader may go without renewing before it stops writing and exits")
+    setting("--leader-elect-retry-period", field="leader_elect_retry_period",
+            help="seconds between two attempts to acquire or renew the lease")
+    setting("--leader-elect-lease-name", field="leader_elect_lease_name", help="name of the Lease")
+    setting("--leader-elect-namespace", field="leader_elect_namespace",
+            help="namespace of the Lease (unset: the pod's namespace, else default)")
     add_common_flags(p)
     p.set_defaults(func=run)
 

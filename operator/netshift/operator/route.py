@@ -25,7 +25,7 @@ import kopf
 
 from netshift import metrics
 from netshift.kube import Kube, new_api_client
-from netshift.kube.watch import ListWatch
+from netshift.kube.watch import INACTIVITY_SECONDS, ListWatch
 from netshift.models.route import KIND
 from netshift.route import admission
 from netshift.route.api import KubeRouteApi, scopes, watched
@@ -54,8 +54,9 @@ class Feed:
     event loop)."""
 
     def __init__(self, ctrl: RouteAdmissionController, patterns: list[str],
-                 loop: asyncio.AbstractEventLoop) -> None:
+                 loop: asyncio.AbstractEventLoop, inactivity: float = INACTIVITY_SECONDS) -> None:
         self.ctrl = ctrl
+        self.inactivity = inactivity  # the watchdog of the list-watches
         self.patterns = patterns
         self.loop = loop
         self.scopes = scopes(patterns)
@@ -91,7 +92,8 @@ class Feed:
             def call(*args: Any) -> None:
                 self.loop.call_soon_threadsafe(fn, scope, *args)
             return call
-        return [ListWatch(kube(), KIND, to_loop(self.replace, scope), to_loop(self.event, scope), namespace=scope)
+        return [ListWatch(kube(), KIND, to_loop(self.replace, scope), to_loop(self.event, scope), namespace=scope,
+                          inactivity=self.inactivity)
                 for scope in self.scopes]
 
     def start(self) -> None:
@@ -114,9 +116,11 @@ async def _startup(memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
         memo.route = RouteAdmissionController(
             policy=admission.policy_from_config(settings), router_name=settings.router_name,
             canonical_hostname=settings.router_canonical_hostname, api=api,
-            on_transition=api.post_transition, metrics=_Metrics(), secret_access=secret_access)
+            on_transition=api.post_transition, metrics=_Metrics(), leading=memo.leading,
+            secret_access=secret_access)
     if "route_feed" not in memo:
-        memo.route_feed = Feed(memo.route, list(settings.namespaces), asyncio.get_running_loop())
+        memo.route_feed = Feed(memo.route, list(settings.namespaces), asyncio.get_running_loop(),
+                               settings.watch_inactivity_seconds)
         memo.route_feed.start()
     await memo.route_feed.synced()
     logger.info("route admission: %d routes indexed", len(memo.route.observed))

@@ -78,8 +78,10 @@ class RouteAdmissionController:
     def __init__(self, *, policy: Policy, router_name: str, canonical_hostname: str | None,
                  api: RouteApi, now: Callable[[], str] = rfc3339_now, concurrency: int = 16,
                  on_transition: Callable[[Observed, Decision, Decision | None], None] | None = None,
-                 metrics: Any = None, secret_access: SecretAccess | None = None) -> None:
+                 metrics: Any = None, leading: asyncio.Event | None = None,
+                 secret_access: SecretAccess | None = None) -> None:
         self.policy = policy
+        self.leading = leading  # decisions and writes wait for it (leader election); observing goes on
         # (namespace, Secret) -> the verbs the router's ServiceAccount lacks on it (None: no check)
         self.secret_access = secret_access
         self._secret_answers: dict[str, tuple[str, tuple[str, ...]]] = {}  # uid -> (Secret, missing)
@@ -243,6 +245,8 @@ class RouteAdmissionController:
     async def _run(self) -> None:
         while True:
             await self._wake.wait()
+            if self.leading is not None:
+                await self.leading.wait()
             self._wake.clear()
             try:
                 self.step()

@@ -79,6 +79,14 @@ def timeout(value: str | None) -> str | None:
     return f"{number}{unit}"
 
 
+def milliseconds(time: str) -> float:
+    """A time as returned by ``timeout()`` (``30s``, ``500us``...) in milliseconds."""
+    m = _TIME_RE.fullmatch(time)
+    if not m:
+        raise ValueError(f"not a HAProxy time: {time!r}")
+    return int(m.group(1)) * _MS[m.group(2) or ""]
+
+
 def ip_list(value: str | None) -> tuple[str, ...] | None:
     """The addresses/networks of an allowlist, or None when absent or any entry is invalid.
 
