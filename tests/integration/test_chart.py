@@ -216,13 +216,13 @@ def test_rbac_is_exact(tmp_path: pathlib.Path) -> None:
         sa = "netshift-router" if binding["metadata"]["name"] == "netshift-router" else "netshift-operator"
         assert binding["subjects"] == [{"kind": "ServiceAccount", "name": sa, "namespace": "netshift-system"}]
     # Leader election: the one Lease (create cannot be limited to a name).
-    (role,) = by_kind(objs, "Role")
+    role = named(objs, "Role", "error-pages")
     assert role["metadata"]["namespace"] == "netshift-system"
     assert role["rules"] == [
         {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "resourceNames": ["netshift-operator"],
          "verbs": ["get", "update"]},
         {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]}]
-    (binding,) = by_kind(objs, "RoleBinding")
+    binding = named(objs, "RoleBinding", "error-pages")
     assert binding["roleRef"]["name"] == role["metadata"]["name"]
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "netshift-operator",
                                     "namespace": "netshift-system"}]
@@ -483,11 +483,11 @@ def test_router_error_pages_public_https_port_and_own_addresses(tmp_path: pathli
     assert {"name": "NETSHIFT_ROUTER_OWN_ADDRESSES",
             "valueFrom": {"fieldRef": {"fieldPath": "status.podIPs"}}} in container["env"]
     # Exactly the one ConfigMap, for the router only.
-    (role,) = by_kind(objs, "Role")
+    role = named(objs, "Role", "error-pages")
     assert role["metadata"]["namespace"] == "netshift-system"
     assert role["rules"] == [{"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["pages"],
                               "verbs": ["get", "list", "watch"]}]
-    (binding,) = by_kind(objs, "RoleBinding")
+    binding = named(objs, "RoleBinding", "error-pages")
     assert binding["roleRef"]["name"] == role["metadata"]["name"]
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "netshift-router",
                                     "namespace": "netshift-system"}]
