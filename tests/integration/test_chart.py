@@ -216,13 +216,13 @@ def test_rbac_is_exact(tmp_path: pathlib.Path) -> None:
         sa = "netshift-router" if binding["metadata"]["name"] == "netshift-router" else "netshift-operator"
         assert binding["subjects"] == [{"kind": "ServiceAccount", "name": sa, "namespace": "netshift-system"}]
     # Leader election: the one Lease (create cannot be limited to a name).
-    role = named(objs, "Role", "error-pages")
+    (role,) = by_kind(objs, "Role")
     assert role["metadata"]["namespace"] == "netshift-system"
     assert role["rules"] == [
         {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "resourceNames": ["netshift-operator"],
          "verbs": ["get", "update"]},
         {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]}]
-    binding = named(objs, "RoleBinding", "error-pages")
+    (binding,) = by_kind(objs, "RoleBinding")
     assert binding["roleRef"]["name"] == role["metadata"]["name"]
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "netshift-operator",
                                     "namespace": "netshift-system"}]
