@@ -114,6 +114,14 @@ class Agent:
         self._infos = ruleset.counters(cfg)
         return changes
 
+    def silence(self) -> None:
+        """Not Ready first (no new traffic), then the egress link down: no ARP/ND answers (a standby)."""
+        from pyroute2 import IPRoute
+
+        self.ready = False
+        with IPRoute() as ipr:
+            ipr.link("set", index=net.link_index(ipr, self.egress_if), state="down")
+
     def remove(self) -> None:
         """Remove our tables and routes (SIGTERM): the pod leaves nothing half-working behind."""
         from pyroute2 import IPRoute
@@ -250,12 +258,18 @@ def serve(agent: Agent, bind: str, port: int) -> http.server.ThreadingHTTPServer
 
 # --- the loop --------------------------------------------------------------------------------------
 
+def stop_on_signals() -> threading.Event:
+    """An event set by SIGTERM or SIGINT."""
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    return stop
+
+
 def run(agent: Agent, *, resync_seconds: float, poll_seconds: float = 1.0,
         stop: threading.Event | None = None) -> int:
     """Apply, then watch the file and resync until SIGTERM/SIGINT; then remove our tables."""
-    stop = stop or threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    stop = stop or stop_on_signals()
 
     try:
         digest, cfg = agent.read_config()
@@ -276,7 +290,7 @@ def run(agent: Agent, *, resync_seconds: float, poll_seconds: float = 1.0,
                     next_sync = now + min(resync_seconds, 5.0)
             if stop.wait(poll_seconds):
                 break
-            digest, cfg, reloaded = _reload(agent, digest, cfg)
+            digest, cfg, reloaded = reload(agent, digest, cfg)
             if reloaded:
                 next_sync = 0.0
     finally:
@@ -288,7 +302,7 @@ def run(agent: Agent, *, resync_seconds: float, poll_seconds: float = 1.0,
     return 0
 
 
-def _reload(agent: Agent, digest: str, cfg: RouterConfig) -> tuple[str, RouterConfig, bool]:
+def reload(agent: Agent, digest: str, cfg: RouterConfig) -> tuple[str, RouterConfig, bool]:
     """New content -> new config. A config that cannot be applied keeps the last good rules running."""
     try:
         new_digest = hashlib.sha256(pathlib.Path(agent.config_path).read_bytes()).hexdigest()

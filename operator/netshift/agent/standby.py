@@ -1,0 +1,178 @@
+"""Active/standby (docs/egressrouter.md, "Active/standby"): one agent of an HA router is active.
+
+The active holds the router's Lease, has the egress interface up with the router's addresses and
+rules, and is Ready. A standby keeps the interface down (no ARP/ND answers) and is not Ready. On a
+takeover the new active syncs (rules, link up, addresses, routes), announces its addresses, then
+becomes Ready. A holder that cannot renew steps down (link down, not Ready) before its lease can
+expire; on SIGTERM it steps down and then releases the Lease, so a standby takes over at once.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from prometheus_client import Counter, Gauge
+
+from netshift.agent import announce, nft
+from netshift.agent import routes as net
+from netshift.agent.runner import Agent, reload
+from netshift.egressrouter.spec import ConfigError, RouterConfig
+from netshift.kube.lease import LeaseClient
+from netshift.lease import Action, Record, Timing, decide, desired, micro_time, must_step_down
+
+log = logging.getLogger("netshift.agent")
+
+
+class Elector:
+    """One candidate for one Lease; `step()` is called often and acts when its period is due."""
+
+    def __init__(self, client: LeaseClient, me: str, timing: Timing,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.client, self.me, self.timing, self.clock = client, me, timing, clock
+        self.record: Record | None = None       # the Lease as last read or written
+        self.seen_since = 0.0                   # when this record was first seen
+        self.renewed: float | None = None       # start of our last successful renewal (holding)
+        self.next_try = 0.0
+
+    def holding(self) -> bool:
+        return self.renewed is not None and not must_step_down(self.renewed, self.clock(), self.timing)
+
+    def step(self) -> bool:
+        """Renew or try to acquire when due; whether we hold the Lease now."""
+        now = self.clock()
+        if now < self.next_try:
+            return self.holding()
+        try:
+            self._step(now)
+        except Exception as exc:
+            log.warning("lease %s/%s: %s", self.client.namespace, self.client.name, exc)
+        self.next_try = now + (self.timing.renew_period if self.holding() else self.timing.retry_period)
+        return self.holding()
+
+    def _step(self, now: float) -> None:
+        if self.renewed is None or self.record is None:
+            record, _ = self.client.get()
+            self._saw(record, now)
+        action = decide(self.me, self.record, self.seen_since, now, self.timing)
+        if action is Action.WAIT:
+            self.renewed = None
+            return
+        obj = desired(self.client.name, self.client.namespace, self.me, self.timing, previous=self.record,
+                      acquire=action is not Action.RENEW, now=micro_time())
+        try:
+            self._saw(self.client.write(obj, create=action is Action.CREATE), now)
+        except Exception:
+            self.record = None  # read again next time: somebody else may have written it
+            if not self.holding():
+                self.renewed = None
+            raise
+        self.renewed = now
+
+    def _saw(self, record: Record | None, now: float) -> None:
+        if record is None or self.record is None or record.key != self.record.key:
+            self.seen_since = now
+        self.record = record
+
+    def release(self) -> None:
+        """Give the Lease up (after stepping down): the next candidate need not wait for expiry."""
+        if self.record is None or self.record.holder != self.me:
+            return
+        obj = desired(self.client.name, self.client.namespace, self.me, self.timing, previous=self.record,
+                      acquire=False, now=micro_time(), release=True)
+        try:
+            self.client.write(obj, create=False)
+            log.info("released lease %s/%s", self.client.namespace, self.client.name)
+        except Exception as exc:
+            log.warning("cannot release lease %s/%s: %s", self.client.namespace, self.client.name, exc)
+        self.renewed = None
+
+
+@dataclasses.dataclass
+class HAMetrics:
+    active: Gauge
+    takeovers: Counter
+    active_seconds: Counter
+
+    @classmethod
+    def create(cls, agent: Agent) -> HAMetrics:
+        reg = agent.registry
+        return cls(Gauge("netshift_agent_active", "1 while this agent is the router's active pod", registry=reg),
+                   Counter("netshift_agent_takeovers", "Times this agent became the active pod", registry=reg),
+                   Counter("netshift_agent_active_seconds", "Time this agent spent active", registry=reg))
+
+
+def take_over(agent: Agent, cfg: RouterConfig) -> None:
+    """Rules, link up, addresses and routes (one sync), announce the addresses, then Ready."""
+    with agent.lock:
+        changes = agent.sync(cfg)
+        agent.ready = False  # sync marks Ready: only after the announcements
+    log.info("took over: %s", "; ".join(changes) or "nothing to change")
+    announce_addresses(agent, cfg)
+    agent.ready = True
+
+
+def announce_addresses(agent: Agent, cfg: RouterConfig) -> None:
+    try:
+        sent = announce.send(agent.egress_if, [a.interface.ip for a in cfg.addresses])
+        log.info("announced %d address(es) on %s", sent, agent.egress_if)
+    except OSError as exc:
+        log.warning("cannot announce the addresses on %s: %s", agent.egress_if, exc)
+
+
+def run(agent: Agent, elector: Elector, *, resync_seconds: float, poll_seconds: float,
+        stop: threading.Event, tick: float = 0.1) -> int:
+    """The HA loop; the caller silenced the agent (first thing at startup) and installed the signal
+    handlers that set `stop`."""
+    metrics = HAMetrics.create(agent)
+    try:
+        digest, cfg = agent.read_config()
+    except (ConfigError, OSError) as exc:
+        log.error("cannot load config %s: %s", agent.config_path, exc)
+        return 2
+    active = False
+    since = next_sync = next_poll = 0.0
+    try:
+        while not stop.is_set():
+            holding = elector.step()
+            now = time.monotonic()
+            if active and not holding:
+                agent.silence()
+                metrics.active.set(0)
+                metrics.active_seconds.inc(now - since)
+                active = False
+                log.warning("lost lease %s/%s: standing by", elector.client.namespace, elector.client.name)
+            elif holding and (not active or now >= next_sync):
+                try:
+                    if not active:
+                        take_over(agent, cfg)
+                        active, since = True, now
+                        metrics.takeovers.inc()
+                        metrics.active.set(1)
+                    elif changes := agent.sync(cfg):
+                        log.info("applied: %s", "; ".join(changes))
+                    next_sync = now + resync_seconds
+                except (net.NetError, nft.NftError, OSError, ConfigError) as exc:
+                    log.error("sync failed: %s", exc)
+                    next_sync = now + min(resync_seconds, 5.0)
+            if active:
+                metrics.active_seconds.inc(now - since)
+                since = now
+            if now >= next_poll:
+                digest, cfg, reloaded = reload(agent, digest, cfg)
+                next_poll = now + poll_seconds
+                if reloaded:
+                    next_sync = 0.0
+            stop.wait(tick)
+    finally:
+        try:
+            if active:
+                agent.silence()
+            elector.release()
+            agent.remove()
+            log.info("stepped down and removed nftables tables and routes")
+        except Exception as exc:
+            log.error("cleanup failed: %s", exc)
+    return 0
