@@ -165,7 +165,7 @@ class Reconciler:
         self._progress_since: dict[tuple[str, str], float] = {}
         self._observed_since: dict[tuple[str, str], float] = {}  # ... and the Deployment controller saw it
         self._conditions: dict[tuple[str, str], dict[str, str]] = {}
-        self._holders: dict[tuple[str, str], str] = {}  # pod holding an HA router's Lease, as last seen
+        self._holders: dict[tuple[str, str], str] = {}  # last pod seen holding an HA router's Lease
         self._lock = threading.Lock()
 
     # -- the reconcile ------------------------------------------------------------------------
@@ -329,13 +329,14 @@ class Reconciler:
 
     def _takeover_event(self, key: tuple[str, str], body: Mapping[str, Any], state: cond.HAState) -> None:
         """An Event when the Lease has a new holder (not for the first one this process sees)."""
+        if not state.active:
+            return
         with self._lock:
             before = self._holders.get(key)
-            self._holders[key] = state.active or ""
-        if state.active and before is not None and before != state.active:
+            self._holders[key] = state.active
+        if before and before != state.active:
             self.kube.post_event(KIND, body, reason="Takeover", warning=False, message=(
-                f"pod {state.active} on node {state.node or 'unknown'} is now active"
-                + (f" (was {before})" if before else "")))
+                f"pod {state.active} on node {state.node or 'unknown'} is now active (was {before})"))
 
     def _repair(self, child: tuple[str, str, str], desired: dict[str, Any],
                 observed: Mapping[str, Any] | None, exc: Exception) -> bool:
