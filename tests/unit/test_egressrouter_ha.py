@@ -83,8 +83,9 @@ def test_ha_children_rbac_exactly_the_lease_and_pdb():
         assert (meta["name"], meta["namespace"]) == ("egress", "ns")
         assert meta["ownerReferences"][0]["uid"] == "uid-1" and meta["ownerReferences"][0]["controller"]
     assert "spec" not in by_kind["Lease"]  # the agents write the spec
-    assert by_kind["Role"]["rules"] == [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
-                                         "resourceNames": ["egress"], "verbs": ["get", "update", "patch"]}]
+    assert by_kind["Role"]["rules"] == [{
+        "apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "resourceNames": ["egress"],
+        "verbs": ["get", "list", "watch", "update", "patch"]}]
     binding = by_kind["RoleBinding"]
     assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "egress"}
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "egress", "namespace": "ns"}]

@@ -21,6 +21,7 @@ from netshift.agent import routes as net
 from netshift.agent.runner import Agent, reload
 from netshift.egressrouter.spec import ConfigError, RouterConfig
 from netshift.kube.lease import LeaseClient
+from netshift.kube.watch import ListWatch
 from netshift.lease import Action, Record, Timing, decide, desired, micro_time, must_step_down
 
 log = logging.getLogger("netshift.agent")
@@ -36,6 +37,23 @@ class Elector:
         self.seen_since = 0.0                   # when this record was first seen
         self.renewed: float | None = None       # start of our last successful renewal (holding)
         self.next_try = 0.0
+        self._pushed: list[Record | None] = []  # the Lease as a watch delivered it (newest last)
+        self.watched = False                    # a watch keeps the record current: no reads
+        self._lock = threading.Lock()
+
+    def push(self, record: Record | None, *, listed: bool = False) -> None:
+        """The Lease changed (from a watch): look at it at the next step instead of reading it."""
+        with self._lock:
+            self._pushed.append(record)
+            self.next_try = 0.0
+            self.watched = self.watched or listed
+
+    def watch(self, stop: threading.Event) -> None:
+        """Push every change of the Lease (run in a thread until `stop`)."""
+        ListWatch(self.client.kube, "Lease", params=[("fieldSelector", f"metadata.name={self.client.name}")],
+                  namespace=self.client.namespace, watch_seconds=60,
+                  on_list=lambda items: self.push(Record.of(items[0]) if items else None, listed=True),
+                  on_event=lambda kind, obj: self.push(None if kind == "DELETED" else Record.of(obj))).run(stop)
 
     def holding(self) -> bool:
         return self.renewed is not None and not must_step_down(self.renewed, self.clock(), self.timing)
@@ -53,7 +71,11 @@ class Elector:
         return self.holding()
 
     def _step(self, now: float) -> None:
-        if self.renewed is None or self.record is None:
+        with self._lock:
+            pushed, self._pushed = self._pushed[-1:], []
+        if pushed:
+            self._saw(pushed[0], now)
+        elif self.record is None or (self.renewed is None and not self.watched):
             record, _ = self.client.get()
             self._saw(record, now)
         action = decide(self.me, self.record, self.seen_since, now, self.timing)
@@ -72,6 +94,8 @@ class Elector:
         self.renewed = now
 
     def _saw(self, record: Record | None, now: float) -> None:
+        if record is not None and self.record is not None and _older(record, self.record):
+            return  # the watch lags behind our own write
         if record is None or self.record is None or record.key != self.record.key:
             self.seen_since = now
         self.record = record
@@ -88,6 +112,13 @@ class Elector:
         except Exception as exc:
             log.warning("cannot release lease %s/%s: %s", self.client.namespace, self.client.name, exc)
         self.renewed = None
+
+
+def _older(a: Record, b: Record) -> bool:
+    try:
+        return int(a.resource_version) < int(b.resource_version)
+    except ValueError:
+        return False
 
 
 @dataclasses.dataclass
@@ -127,6 +158,7 @@ def run(agent: Agent, elector: Elector, *, resync_seconds: float, poll_seconds: 
     """The HA loop; the caller silenced the agent (first thing at startup) and installed the signal
     handlers that set `stop`."""
     metrics = HAMetrics.create(agent)
+    threading.Thread(target=elector.watch, args=(stop,), name="lease-watch", daemon=True).start()
     try:
         digest, cfg = agent.read_config()
     except (ConfigError, OSError) as exc:

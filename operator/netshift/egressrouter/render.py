@@ -318,7 +318,7 @@ def build_ha_children(router: EgressRouter) -> tuple[tuple[str, dict[str, Any]],
         ("Role", {"apiVersion": f"{rbac}/v1", "kind": "Role", "metadata": meta, "rules": [{
             # No `create` (it cannot be limited by resourceNames): the operator creates the Lease.
             "apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "resourceNames": [name],
-            "verbs": ["get", "update", "patch"],
+            "verbs": ["get", "list", "watch", "update", "patch"],
         }]}),
         ("RoleBinding", {"apiVersion": f"{rbac}/v1", "kind": "RoleBinding", "metadata": meta,
                          "roleRef": {"apiGroup": rbac, "kind": "Role", "name": name},

@@ -24,9 +24,11 @@ class ListWatch:
     def __init__(self, kube: Kube, kind: str,
                  on_list: Callable[[list[dict[str, Any]]], None],
                  on_event: Callable[[str, dict[str, Any]], None], *,
-                 page_size: int = 500, watch_seconds: int = 300, params: Query = ()) -> None:
+                 page_size: int = 500, watch_seconds: int = 300, params: Query = (),
+                 namespace: str | None = None) -> None:
         self.kube = kube
         self.kind = kind
+        self.namespace = namespace  # None: all namespaces
         self.params = list(params)  # added to every list and watch (e.g. a field selector)
         self.on_list = on_list
         self.on_event = on_event
@@ -35,7 +37,7 @@ class ListWatch:
         self.synced = threading.Event()  # set after the first complete listing
 
     def list(self) -> str:
-        items, rv = self.kube.list_all(self.kind, None, self.params, self.page_size)
+        items, rv = self.kube.list_all(self.kind, self.namespace, self.params, self.page_size)
         self.on_list(items)
         self.synced.set()
         return rv
@@ -43,7 +45,7 @@ class ListWatch:
     def watch(self, rv: str, stop: threading.Event) -> str:
         query = [*self.params, ("watch", "true"), ("resourceVersion", rv), ("allowWatchBookmarks", "true"),
                  ("timeoutSeconds", self.watch_seconds)]
-        resp = self.kube.stream(path(self.kind), query, timeout=(10, self.watch_seconds + 30))
+        resp = self.kube.stream(path(self.kind, self.namespace), query, timeout=(10, self.watch_seconds + 30))
         try:
             for line in iter_resp_lines(resp):
                 if stop.is_set():
