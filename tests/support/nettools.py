@@ -144,7 +144,7 @@ def first(host: str, port: int, message: str, timeout: float) -> dict:
     print("READY", flush=True)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        result = tcp(host, port, message, timeout=0.5)
+        result = tcp(host, port, message, timeout=0.2)  # a SYN lost mid-takeover: try again soon
         if "reply" in result:
             return {"t": time.monotonic(), **result}
         time.sleep(0.02)

@@ -154,7 +154,7 @@ def announce_addresses(agent: Agent, cfg: RouterConfig) -> None:
 
 
 def run(agent: Agent, elector: Elector, *, resync_seconds: float, poll_seconds: float,
-        stop: threading.Event, tick: float = 0.1) -> int:
+        stop: threading.Event, tick: float = 0.05) -> int:
     """The HA loop; the caller silenced the agent (first thing at startup) and installed the signal
     handlers that set `stop`."""
     metrics = HAMetrics.create(agent)
@@ -199,6 +199,7 @@ def run(agent: Agent, elector: Elector, *, resync_seconds: float, poll_seconds: 
                     next_sync = 0.0
             stop.wait(tick)
     finally:
+        log.info("stopping%s", ": stepping down" if active else "")
         try:
             if active:
                 agent.silence()
