@@ -98,6 +98,15 @@ bench-route-admission: venv tools ## Route admission at scale: 10,000 routes in 
 	$(CLUSTER) up
 	$(PY) tests/bench/bench_route_admission.py $(ARGS)
 
+# The e2e tier's operator install, external network and client pod, on $$KUBECONFIG's cluster via
+# NETSHIFT_TEST_KUBECONFIG, else hack/cluster's (tests/bench/bench_failover.py).
+ROUNDS ?= 5
+.PHONY: bench-failover
+bench-failover: venv ## active/standby EgressRouter: fault -> first new connection through its Service (ROUNDS, default 5)
+	kc=$${KUBECONFIG:-}; [ "$$kc" != "$$($(CLUSTER) kubeconfig)" ] || kc=; \
+	NETSHIFT_BENCH_FAILOVER=$(ROUNDS) NETSHIFT_TEST_KUBECONFIG=$${NETSHIFT_TEST_KUBECONFIG:-$$kc} \
+		$(PYTEST) tests/e2e/test_egressrouter_ha_e2e.py -m e2e -k bench_failover -s --timeout=3600
+
 .PHONY: image
 image: deps ## build the image from the Dockerfile (no registry, no daemon) and import it into the local node
 	hack/build-image.sh

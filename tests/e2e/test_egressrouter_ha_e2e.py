@@ -3,10 +3,12 @@ node locally; spread across nodes where there are several), one active, and dele
 keeps egress through the router's Service working with the router's source address."""
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
 
+from tests.bench import bench_failover as bench
 from tests.e2e.shared import ER, MEASUREMENTS, parse_report
 from tests.support.wait import wait_for
 
@@ -64,3 +66,40 @@ def test_deleting_the_active_pod_keeps_egress_working(e2e, ha_router):
         "get", "events", "-n", e2e.ns, "--field-selector", selector)["items"], timeout=60)
     wait_for("the status to name the new active pod",
              lambda: f"active pod {new}" in e2e.condition(name, "Available").get("message", ""), timeout=60)
+
+
+if ROUNDS := int(os.environ.get("NETSHIFT_BENCH_FAILOVER") or 0):  # `make bench-failover` only
+
+    def test_bench_failover(e2e, ha_router, node_exec):
+        """tests/bench/bench_failover.py: fault -> first successful new connection, ROUNDS times."""
+        name, host = ha_router["name"], e2e.service_ip(ha_router["name"])
+        results: dict[str, list[float | None] | str] = {}
+        faults = {
+            "active pod deleted": lambda pod: e2e.delete("pod", pod["metadata"]["name"]),
+            "active agent SIGKILLed": lambda pod: bench.kill_agent(pod, node_exec.prefix),
+        }
+        for fault, inject in faults.items():
+            results[fault] = []
+            for _ in range(ROUNDS):
+                wait_for("two pods, one active", lambda: _settled(e2e, name), timeout=180)
+                active = next(p for p in e2e.router_pods(name) if ready(p))
+                fault_at = time.time() + 3  # the poller starts (kubectl exec) before the fault
+                poller = e2e.cluster.kubectl_popen(
+                    "exec", "-n", e2e.ns, e2e.probe.pod, "--", "python3", "-c", bench.POLLER, host, "8080",
+                    str(fault_at), "20")
+                time.sleep(max(0.0, fault_at - time.time()))
+                inject(active)
+                attempts = bench.parse(poller.communicate(timeout=120)[0])
+                results[fault].append(bench.outage(attempts, fault_at))
+                assert bench.sources(attempts) <= {ha_router["ip"]}, bench.sources(attempts)
+        nodes = e2e.cluster.kubectl_json("get", "nodes")["items"]
+        results["active node stopped"] = ("n/a (single node)" if len(nodes) < 2 else
+                                          "not measured here: needs the kind helper's node stop")
+        print("\n" + bench.table(results))
+
+    def _settled(e2e, name: str) -> bool:
+        pods = [p for p in e2e.router_pods(name) if not p["metadata"].get("deletionTimestamp")
+                and p["status"].get("phase") == "Running"]
+        return len(pods) == 2 and sum(ready(p) for p in pods) == 1 and \
+            all(c.get("ready") or c.get("state", {}).get("running") for p in pods
+                for c in p["status"].get("containerStatuses", []))
