@@ -15,7 +15,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
@@ -258,6 +258,19 @@ def serve(agent: Agent, bind: str, port: int) -> http.server.ThreadingHTTPServer
 
 # --- the loop --------------------------------------------------------------------------------------
 
+def sync_pass(agent: Agent, cfg: RouterConfig, now: float, resync_seconds: float,
+              sync: Callable[[RouterConfig], list[str]] | None = None) -> float:
+    """One sync (`agent.sync` unless `sync` is given), logged; when the next one is due (sooner after
+    a failure, which is logged, not raised)."""
+    try:
+        if changes := (sync or agent.sync)(cfg):
+            log.info("applied: %s", "; ".join(changes))
+        return now + resync_seconds
+    except (net.NetError, nft.NftError, OSError, ConfigError) as exc:
+        log.error("sync failed: %s", exc)
+        return now + min(resync_seconds, 5.0)
+
+
 def stop_on_signals() -> threading.Event:
     """An event set by SIGTERM or SIGINT."""
     stop = threading.Event()
@@ -281,13 +294,7 @@ def run(agent: Agent, *, resync_seconds: float, poll_seconds: float = 1.0,
         while True:
             now = time.monotonic()
             if now >= next_sync:
-                try:
-                    if changes := agent.sync(cfg):
-                        log.info("applied: %s", "; ".join(changes))
-                    next_sync = now + resync_seconds
-                except (net.NetError, nft.NftError, OSError, ConfigError) as exc:
-                    log.error("sync failed: %s", exc)
-                    next_sync = now + min(resync_seconds, 5.0)
+                next_sync = sync_pass(agent, cfg, now, resync_seconds)
             if stop.wait(poll_seconds):
                 break
             digest, cfg, reloaded = reload(agent, digest, cfg)

@@ -16,9 +16,9 @@ from collections.abc import Callable
 
 from prometheus_client import Counter, Gauge
 
-from netshift.agent import announce, nft
+from netshift.agent import announce
 from netshift.agent import routes as net
-from netshift.agent.runner import Agent, reload
+from netshift.agent.runner import Agent, reload, sync_pass
 from netshift.egressrouter.spec import ConfigError, RouterConfig
 from netshift.kube.lease import LeaseClient
 from netshift.kube.watch import ListWatch
@@ -135,7 +135,7 @@ class HAMetrics:
                    Counter("netshift_agent_active_seconds", "Time this agent spent active", registry=reg))
 
 
-def take_over(agent: Agent, cfg: RouterConfig) -> None:
+def take_over(agent: Agent, cfg: RouterConfig) -> list[str]:
     """Rules, link up, addresses and routes (one sync), announce the addresses, then Ready."""
     with agent.lock:
         changes = agent.sync(cfg)
@@ -143,6 +143,14 @@ def take_over(agent: Agent, cfg: RouterConfig) -> None:
     log.info("took over: %s", "; ".join(changes) or "nothing to change")
     announce_addresses(agent, cfg)
     agent.ready = True
+    return []  # logged above
+
+
+def _silence(agent: Agent) -> None:
+    try:
+        agent.silence()
+    except (net.NetError, OSError) as exc:
+        log.error("cannot bring %s down: %s", agent.egress_if, exc)
 
 
 def announce_addresses(agent: Agent, cfg: RouterConfig) -> None:
@@ -171,24 +179,21 @@ def run(agent: Agent, elector: Elector, *, resync_seconds: float, poll_seconds: 
             holding = elector.step()
             now = time.monotonic()
             if active and not holding:
-                agent.silence()
+                _silence(agent)
                 metrics.active.set(0)
                 metrics.active_seconds.inc(now - since)
                 active = False
                 log.warning("lost lease %s/%s: standing by", elector.client.namespace, elector.client.name)
-            elif holding and (not active or now >= next_sync):
-                try:
-                    if not active:
-                        take_over(agent, cfg)
-                        active, since = True, now
-                        metrics.takeovers.inc()
-                        metrics.active.set(1)
-                    elif changes := agent.sync(cfg):
-                        log.info("applied: %s", "; ".join(changes))
-                    next_sync = now + resync_seconds
-                except (net.NetError, nft.NftError, OSError, ConfigError) as exc:
-                    log.error("sync failed: %s", exc)
-                    next_sync = now + min(resync_seconds, 5.0)
+            elif holding and active and now >= next_sync:
+                next_sync = sync_pass(agent, cfg, now, resync_seconds)
+            elif holding and not active:
+                next_sync = sync_pass(agent, cfg, now, resync_seconds, lambda c: take_over(agent, c))
+                if agent.ready:
+                    active, since = True, now
+                    metrics.takeovers.inc()
+                    metrics.active.set(1)
+                else:  # half taken over: silent again until the next try
+                    _silence(agent)
             if active:
                 metrics.active_seconds.inc(now - since)
                 since = now
