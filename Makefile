@@ -59,7 +59,7 @@ test-integration: venv tools ## the operator against the real control plane
 	$(PYTEST) tests/integration -m integration
 
 .PHONY: test-dataplane
-test-dataplane: deps venv ## redirect agent data path: real packets in network namespaces (root)
+test-dataplane: deps venv tools ## redirect agent data path: real packets in network namespaces (root; failover: the API server)
 	$(PYTEST) tests/dataplane -m dataplane
 
 # The property test of the spec parser runs 150 examples in test-dataplane; this is the larger run.
