@@ -3,10 +3,12 @@ elect the active one on a real Lease of the test cluster's API server (hack/clus
 NETSHIFT_TEST_KUBECONFIG), reachable inside the namespaces through tests/support/nsforward.py.
 
 The external side (the gateway's interface) asks for the router's address every 20 ms and records
-every ARP frame about it: after a takeover it sees a gratuitous ARP from the new MAC, and never
-replies from two MACs to one request. After SIGKILL, the killed agent is restarted at once, as the
-kubelet restarts a pod's container: the restarted agent silences its interface before anything else,
-well within the lease duration (the standby takes over only after it).
+every ARP frame about it: when the standby's interface is attached (the CNI plugin's gratuitous ARP
+from the new MAC) the active announces itself again at once; after a takeover it sees a gratuitous
+ARP from the new MAC; and never replies from two MACs to one request. After SIGKILL, the killed
+agent is restarted at once, as the kubelet restarts a pod's container: the restarted agent silences
+its interface before anything else, well within the lease duration (the standby takes over only
+after it).
 """
 from __future__ import annotations
 
@@ -104,6 +106,12 @@ def test_standby_takes_over_and_only_one_mac_ever_answers(
         with forward(topo.router, host, port), forward(rtr2, host, port):
             a.start(spec(RULE), *ha, "--identity", "rtr-a")
             watch = spawn_tool(topo, topo.ext, "arpwatch", "gw0", GATEWAY_V4, EGRESS_V4)
+            # A new pod's CNI plugin announces the router's address from the new pod's MAC when it
+            # attaches net1: the active answers with its own announcement at once.
+            topo.ip(rtr2, "link", "set", "net1", "up")
+            topo.exec(rtr2, PYTHON, "-c", "import ipaddress, sys; from netshift.agent import announce; "
+                      "announce.send('net1', [ipaddress.ip_address(sys.argv[1])])", EGRESS_V4)
+            cni_garp = time.monotonic()
             b.start(spec(RULE), *ha, "--identity", "rtr-b", wait=False)
             wait_for("b to stand by", lambda: "candidate" in b.logs(), timeout=20)
             time.sleep(1.0)
@@ -141,6 +149,8 @@ def test_standby_takes_over_and_only_one_mac_ever_answers(
             for name, agent in agents.items():
                 print(f"--- agent {name} log ---\n{agent.logs()[-4000:]}")
 
+    defended = [f for f in frames if f["op"] == 1 and f["mac"] == mac_a and cni_garp < f["t"] < t0]
+    assert defended and defended[0]["t"] - cni_garp < 1.0, "the active did not defend its address"
     after = [f for f in frames if f["t"] >= t0]
     assert any(f["op"] == 1 and f["mac"] == mac_b for f in after), "no gratuitous ARP from the new active"
     assert {f["mac"] for f in frames if f["op"] == 2 and f["t"] < t0} == {mac_a}

@@ -343,3 +343,15 @@ def test_frames_per_family():
     assert announce.mac_bytes("02:00:0a:28:29:aa") == MAC
     with pytest.raises(ValueError):
         announce.mac_bytes("02:00")
+
+
+def test_foreign_claim_of_our_address():
+    ours = ipaddress.IPv4Address("10.250.41.10")
+    other = bytes.fromhex("02000a2829bb")
+    assert announce.foreign_claim(announce.gratuitous_arp(other, ours), MAC, [ours]) == ours
+    assert announce.foreign_claim(announce.gratuitous_arp(MAC, ours), MAC, [ours]) is None  # our own
+    assert announce.foreign_claim(announce.gratuitous_arp(other, ipaddress.IPv4Address("10.250.41.11")),
+                                  MAC, [ours]) is None
+    assert announce.foreign_claim(announce.unsolicited_na(other, ipaddress.IPv6Address("2001:db8::1")),
+                                  MAC, [ours]) is None
+    assert announce.foreign_claim(b"short", MAC, [ours]) is None

@@ -3,6 +3,9 @@ neighbour advertisements (IPv6, RFC 4861 7.2.6), so the neighbours on the egress
 addresses to the new pod's MAC at once instead of when their caches expire.
 
 The frame builders are pure; `send` is the thin edge (an AF_PACKET socket: needs CAP_NET_RAW).
+The active also defends its IPv4 addresses: an ARP frame from another MAC claiming one of them (the
+CNI plugin of a new standby pod sends a gratuitous ARP when it attaches its interface) is answered
+with a new announcement at once, so the neighbours never keep the silent standby's MAC.
 """
 from __future__ import annotations
 
@@ -54,6 +57,16 @@ def unsolicited_na(mac: bytes, ip: ipaddress.IPv6Address) -> bytes:
 
 def frames(mac: bytes, addresses: Iterable[ipaddress.IPv4Address | ipaddress.IPv6Address]) -> list[bytes]:
     return [gratuitous_arp(mac, a) if a.version == 4 else unsolicited_na(mac, a) for a in addresses]
+
+
+def foreign_claim(frame: bytes, mac: bytes,
+                  addresses: Iterable[ipaddress.IPv4Address | ipaddress.IPv6Address]) -> ipaddress.IPv4Address | None:
+    """The address of ours that an ARP frame from another MAC claims as its sender (a new pod's CNI
+    plugin announces the router's address when it attaches the interface), else None."""
+    if len(frame) < 42 or frame[12:14] != struct.pack("!H", ETH_P_ARP) or frame[6:12] == mac:
+        return None
+    sha, spa = frame[22:28], ipaddress.IPv4Address(frame[28:32])
+    return spa if sha != mac and spa in set(addresses) else None
 
 
 def send(interface: str, addresses: Iterable[ipaddress.IPv4Address | ipaddress.IPv6Address]) -> int:

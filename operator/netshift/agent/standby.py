@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -161,12 +162,51 @@ def announce_addresses(agent: Agent, cfg: RouterConfig) -> None:
         log.warning("cannot announce the addresses on %s: %s", agent.egress_if, exc)
 
 
+class Defender:
+    """While `active`, answers another MAC's claim of one of our IPv4 addresses by announcing them."""
+
+    def __init__(self, agent: Agent) -> None:
+        self.agent = agent
+        self.active = False
+        self.cfg: RouterConfig | None = None
+
+    def run(self, stop: threading.Event) -> None:
+        try:
+            sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(announce.ETH_P_ARP))
+            sock.bind((self.agent.egress_if, 0))
+        except OSError as exc:
+            log.warning("cannot watch ARP on %s (addresses not defended): %s", self.agent.egress_if, exc)
+            return
+        sock.settimeout(0.5)
+        mac = sock.getsockname()[4][:6]
+        last = 0.0
+        with sock:
+            while not stop.is_set():
+                try:
+                    frame = sock.recv(128)
+                except TimeoutError:
+                    continue
+                except OSError:
+                    stop.wait(0.5)
+                    continue
+                cfg = self.cfg
+                if not (self.active and cfg) or time.monotonic() - last < 0.2:
+                    continue
+                mine = [a.interface.ip for a in cfg.addresses if a.version == 4]
+                if (claimed := announce.foreign_claim(frame, mac, mine)) is not None:
+                    log.warning("%s claims %s: announcing our addresses again", frame[6:12].hex(":"), claimed)
+                    announce_addresses(self.agent, cfg)
+                    last = time.monotonic()
+
+
 def run(agent: Agent, elector: Elector, *, resync_seconds: float, poll_seconds: float,
         stop: threading.Event, tick: float = 0.05) -> int:
     """The HA loop; the caller silenced the agent (first thing at startup) and installed the signal
     handlers that set `stop`."""
     metrics = HAMetrics.create(agent)
     threading.Thread(target=elector.watch, args=(stop,), name="lease-watch", daemon=True).start()
+    defender = Defender(agent)
+    threading.Thread(target=defender.run, args=(stop,), name="arp-defender", daemon=True).start()
     try:
         digest, cfg = agent.read_config()
     except (ConfigError, OSError) as exc:
@@ -178,7 +218,9 @@ def run(agent: Agent, elector: Elector, *, resync_seconds: float, poll_seconds: 
         while not stop.is_set():
             holding = elector.step()
             now = time.monotonic()
+            defender.cfg = cfg
             if active and not holding:
+                defender.active = False
                 _silence(agent)
                 metrics.active.set(0)
                 metrics.active_seconds.inc(now - since)
@@ -190,6 +232,7 @@ def run(agent: Agent, elector: Elector, *, resync_seconds: float, poll_seconds: 
                 next_sync = sync_pass(agent, cfg, now, resync_seconds, lambda c: take_over(agent, c))
                 if agent.ready:
                     active, since = True, now
+                    defender.active = True
                     metrics.takeovers.inc()
                     metrics.active.set(1)
                 else:  # half taken over: silent again until the next try
