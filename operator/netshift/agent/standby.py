@@ -40,7 +40,9 @@ class Elector:
         self.next_try = 0.0
         self._pushed: list[Record | None] = []  # the Lease as a watch delivered it (newest last)
         self.watched = False                    # a watch keeps the record current: no reads
-        self._lock = threading.Lock()
+        self.released = False                   # for good: no more steps
+        self._lock = threading.Lock()           # guards what the watch pushes
+        self._io = threading.Lock()             # one step or release at a time
 
     def push(self, record: Record | None, *, listed: bool = False) -> None:
         """The Lease changed (from a watch): look at it at the next step instead of reading it."""
@@ -61,15 +63,16 @@ class Elector:
 
     def step(self) -> bool:
         """Renew or try to acquire when due; whether we hold the Lease now."""
-        now = self.clock()
-        if now < self.next_try:
+        with self._io:
+            now = self.clock()
+            if self.released or now < self.next_try:
+                return self.holding()
+            try:
+                self._step(now)
+            except Exception as exc:
+                log.warning("lease %s/%s: %s", self.client.namespace, self.client.name, exc)
+            self.next_try = now + (self.timing.renew_period if self.holding() else self.timing.retry_period)
             return self.holding()
-        try:
-            self._step(now)
-        except Exception as exc:
-            log.warning("lease %s/%s: %s", self.client.namespace, self.client.name, exc)
-        self.next_try = now + (self.timing.renew_period if self.holding() else self.timing.retry_period)
-        return self.holding()
 
     def _step(self, now: float) -> None:
         with self._lock:
@@ -102,9 +105,14 @@ class Elector:
         self.record = record
 
     def release(self) -> None:
-        """Give the Lease up (after stepping down): the next candidate need not wait for expiry."""
-        if self.record is None or self.record.holder != self.me:
-            return
+        """Give the Lease up for good (after stepping down): the next candidate need not wait for it
+        to expire."""
+        with self._io:
+            self.released = True
+            if self.record is not None and self.record.holder == self.me:
+                self._release()
+
+    def _release(self) -> None:
         obj = desired(self.client.name, self.client.namespace, self.me, self.timing, previous=self.record,
                       acquire=False, now=micro_time(), release=True)
         try:
@@ -167,7 +175,8 @@ class Defender:
 
     def __init__(self, agent: Agent) -> None:
         self.agent = agent
-        self.active = False
+        self.active = False   # announce on foreign claims
+        self.up = False       # the link may be up: fence it when the Lease is lost
         self.cfg: RouterConfig | None = None
 
     def run(self, stop: threading.Event) -> None:
@@ -199,6 +208,18 @@ class Defender:
                     last = time.monotonic()
 
 
+def _keep_lease(agent: Agent, elector: Elector, defender: Defender, stop: threading.Event, tick: float) -> None:
+    """Renew or acquire in a thread of its own, so that a slow sync never delays a renewal, and fence:
+    the link goes down as soon as the Lease is no longer held (whatever the main loop is doing)."""
+    while not stop.is_set():
+        if not elector.step() and defender.up:
+            log.warning("lease %s/%s not held: silencing %s", elector.client.namespace, elector.client.name,
+                        agent.egress_if)
+            defender.active = defender.up = False
+            _silence(agent)
+        stop.wait(tick)
+
+
 def run(agent: Agent, elector: Elector, *, resync_seconds: float, poll_seconds: float,
         stop: threading.Event, tick: float = 0.05) -> int:
     """The HA loop; the caller silenced the agent (first thing at startup) and installed the signal
@@ -207,6 +228,8 @@ def run(agent: Agent, elector: Elector, *, resync_seconds: float, poll_seconds: 
     threading.Thread(target=elector.watch, args=(stop,), name="lease-watch", daemon=True).start()
     defender = Defender(agent)
     threading.Thread(target=defender.run, args=(stop,), name="arp-defender", daemon=True).start()
+    threading.Thread(target=_keep_lease, args=(agent, elector, defender, stop, tick), name="lease",
+                     daemon=True).start()
     try:
         digest, cfg = agent.read_config()
     except (ConfigError, OSError) as exc:
@@ -216,11 +239,11 @@ def run(agent: Agent, elector: Elector, *, resync_seconds: float, poll_seconds: 
     since = next_sync = next_poll = 0.0
     try:
         while not stop.is_set():
-            holding = elector.step()
+            holding = elector.holding()
             now = time.monotonic()
             defender.cfg = cfg
             if active and not holding:
-                defender.active = False
+                defender.active = defender.up = False
                 _silence(agent)
                 metrics.active.set(0)
                 metrics.active_seconds.inc(now - since)
@@ -229,6 +252,7 @@ def run(agent: Agent, elector: Elector, *, resync_seconds: float, poll_seconds: 
             elif holding and active and now >= next_sync:
                 next_sync = sync_pass(agent, cfg, now, resync_seconds)
             elif holding and not active:
+                defender.up = True
                 next_sync = sync_pass(agent, cfg, now, resync_seconds, lambda c: take_over(agent, c))
                 if agent.ready:
                     active, since = True, now
@@ -236,6 +260,7 @@ def run(agent: Agent, elector: Elector, *, resync_seconds: float, poll_seconds: 
                     metrics.takeovers.inc()
                     metrics.active.set(1)
                 else:  # half taken over: silent again until the next try
+                    defender.up = False
                     _silence(agent)
             if active:
                 metrics.active_seconds.inc(now - since)
