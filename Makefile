@@ -44,7 +44,7 @@ run: deps venv ## set everything up and run the operator (local cluster, or $$KU
 	hack/run-operator.sh
 
 .PHONY: test
-test: deps venv tools lint test-unit test-conformance test-integration test-dataplane test-e2e ## run every test tier (and lint)
+test: deps venv tools lint test-unit test-conformance test-integration test-dataplane test-e2e test-e2e-kind ## run every test tier (and lint)
 
 .PHONY: test-unit
 test-unit: venv ## unit tests (pure code)
@@ -74,6 +74,11 @@ PYTEST_ARGS ?=
 .PHONY: test-e2e
 test-e2e: venv ## end to end: operator from the chart, EgressRouters and Routes with real traffic (docs/e2e.md)
 	$(PYTEST) tests/e2e -m e2e $(PYTEST_ARGS)
+
+# The same tier on a kind cluster of three nodes, offline (podman in its own network namespace; root).
+.PHONY: test-e2e-kind
+test-e2e-kind: deps venv ## e2e tier (and its multi-node scenarios) on a 3-node kind cluster built offline (docs/e2e.md)
+	hack/kind-e2e.sh --offline --nodes 3 $(if $(PYTEST_ARGS),-- $(PYTEST_ARGS))
 
 .PHONY: bench-agent
 bench-agent: deps venv ## redirect agent throughput and connections/s vs the direct path (root, ~30 s)

@@ -27,6 +27,8 @@
 set -euo pipefail
 shopt -s inherit_errexit
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=lib/images.sh
+. "$ROOT/hack/lib/images.sh"  # remove_tree
 NETSHIFT_CACHE=${NETSHIFT_CACHE:-$HOME/.cache/netshift}
 IMAGES=$NETSHIFT_CACHE/images
 DRIVER=${NETSHIFT_BUILDAH_DRIVER:-overlay}
@@ -79,15 +81,6 @@ source_key() {
 }
 
 has_image() { bah inspect --type image "$1" >/dev/null 2>&1; }
-
-# Remove a debootstrap work tree; an interrupted debootstrap may leave /proc or /sys mounted in it.
-remove_tree() {
-  local m
-  awk -v d="$1/" 'index($2, d) == 1 {print $2}' /proc/mounts | sort -r | while read -r m; do
-    umount -l "$m" 2>/dev/null || true
-  done
-  rm -rf --one-file-system "$1"
-}
 
 build_base_rootfs() {
   [ -s "$BASE_TAR" ] && return

@@ -54,17 +54,29 @@ build_kubernetes() {
   echo "$out"
 }
 
-build_etcd() {
-  local out="$NETSHIFT_CACHE/etcd-$ETCD_VERSION/bin"
-  [ -x "$out/etcd" ] && { echo "$out"; return; }
+# A wrapper module whose main.go (read from stdin) imports module $3 at version $2: binary $1 in
+# $NETSHIFT_CACHE/$1-$2/bin, linked with extra ldflags $4.
+build_go_main() { # name version module [ldflags]
+  local out="$NETSHIFT_CACHE/$1-$2/bin"
+  [ -x "$out/$1" ] && { echo "$out"; return; }
   need_go
-  local work="$NETSHIFT_CACHE/src/etcd-$ETCD_VERSION"
+  local work="$NETSHIFT_CACHE/src/$1-$2"
   mkdir -p "$work" "$out"
-  log "etcd $ETCD_VERSION in $work"
+  log "$1 $2 in $work"
   (
     cd "$work"
-    [ -f go.mod ] || go mod init netshift.local/etcd-build >/dev/null 2>&1
-    cat > main.go <<'GO'
+    [ -f go.mod ] || go mod init "netshift.local/$1-build" >/dev/null 2>&1
+    cat > main.go
+    go get "$3@$2" >/dev/null 2>&1
+    go mod tidy >/dev/null 2>&1
+    go build -ldflags "-s -w ${4:-}" -o "$out/$1" .
+  )
+  [ -x "$out/$1" ] || { echo "build of $1 failed" >&2; return 1; }
+  echo "$out"
+}
+
+build_etcd() { # [version] (default $ETCD_VERSION; kind's etcd image uses $KIND_ETCD_VERSION)
+  build_go_main etcd "${1:-$ETCD_VERSION}" go.etcd.io/etcd/server/v3 <<'GO'
 package main
 
 import (
@@ -75,12 +87,6 @@ import (
 
 func main() { etcdmain.Main(os.Args) }
 GO
-    go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION" >/dev/null 2>&1
-    go mod tidy >/dev/null 2>&1
-    go build -ldflags "-s -w" -o "$out/etcd" .
-  )
-  [ -x "$out/etcd" ] || { echo "build of etcd failed" >&2; return 1; }
-  echo "$out"
 }
 
 build_helm() {
@@ -130,13 +136,70 @@ build_multus() {
   echo "$out"
 }
 
+# kubeadm for kind's node image: the wrapper module of build_kubernetes (its go.mod and go.sum
+# are copied) plus the two modules only kubeadm imports.
+build_kubeadm() {
+  local out="$NETSHIFT_CACHE/kubernetes-$K8S_VERSION/bin"
+  [ -x "$out/kubeadm" ] && { echo "$out"; return; }
+  build_kubernetes >/dev/null
+  local work="$NETSHIFT_CACHE/src/kubeadm-$K8S_VERSION"
+  mkdir -p "$work"
+  log "kubeadm $K8S_VERSION in $work"
+  (
+    cd "$work"
+    cp "$NETSHIFT_CACHE/src/kubernetes-$K8S_VERSION/go.mod" "$NETSHIFT_CACHE/src/kubernetes-$K8S_VERSION/go.sum" .
+    go get "k8s.io/kubernetes/cmd/kubeadm@$K8S_VERSION" k8s.io/system-validators \
+      github.com/coredns/corefile-migration >/dev/null 2>&1 || go mod tidy >/dev/null 2>&1 || true
+    local minor=${K8S_VERSION#v1.}; minor=${minor%%.*}
+    local ld="-s -w -X k8s.io/component-base/version.gitVersion=$K8S_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor -X k8s.io/component-base/version.gitTreeState=clean"
+    go build -ldflags "$ld" -o "$out/kubeadm" k8s.io/kubernetes/cmd/kubeadm
+  )
+  [ -x "$out/kubeadm" ] || { echo "build of kubeadm failed" >&2; return 1; }
+  echo "$out"
+}
+
+# A Go command published as a module without replace directives: `go install pkg@version`.
+go_install() { # name package version
+  local out="$NETSHIFT_CACHE/$1-$3/bin"
+  [ -x "$out/$1" ] && { echo "$out"; return; }
+  need_go
+  log "$1 $3"
+  mkdir -p "$out"
+  GOBIN=$out go install -ldflags "-s -w" "$2@$3"
+  [ -x "$out/$1" ] || { echo "build of $1 failed" >&2; return 1; }
+  echo "$out"
+}
+build_kind() { go_install kind sigs.k8s.io/kind "$KIND_VERSION"; }
+build_crictl() { go_install crictl sigs.k8s.io/cri-tools/cmd/crictl "$CRICTL_VERSION"; }
+
+# CoreDNS with only the plugins kubeadm's default Corefile uses, plus log (the full plugin set would
+# build every cloud SDK); the directive `prometheus` is the package plugin/metrics. Directive order
+# stays CoreDNS's own (dnsserver.Directives): a directive whose plugin is not linked in is only an
+# error if a Corefile uses it.
+build_coredns() {
+  local p
+  {
+    printf 'package main\n\nimport (\n\t_ "github.com/coredns/coredns/core/dnsserver"\n'
+    for p in errors health ready kubernetes metrics forward cache loop reload loadbalance log; do
+      printf '\t_ "github.com/coredns/coredns/plugin/%s"\n' "$p"
+    done
+    printf '\n\t"github.com/coredns/coredns/coremain"\n)\n\nfunc main() { coremain.Run() }\n'
+  } | build_go_main coredns "$COREDNS_VERSION" github.com/coredns/coredns \
+    "-X github.com/coredns/coredns/coremain.GitCommit=$COREDNS_VERSION"
+}
+
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then
   case "${1:-all}" in
     kubernetes) build_kubernetes ;;
     etcd) build_etcd ;;
     helm) build_helm ;;
     multus) build_multus ;;
-    all) build_etcd; build_kubernetes; build_helm; build_multus ;;
-    *) echo "usage: $0 [all|kubernetes|etcd|helm|multus]" >&2; exit 2 ;;
+    kind) build_kind ;;
+    kubeadm) build_kubeadm ;;
+    crictl) build_crictl ;;
+    kind-etcd) build_etcd "$KIND_ETCD_VERSION" ;;
+    coredns) build_coredns ;;
+    all) build_etcd; build_kubernetes; build_helm; build_multus; build_coredns ;;
+    *) echo "usage: $0 [all|kubernetes|etcd|helm|multus|coredns|kind|kubeadm|crictl|kind-etcd]" >&2; exit 2 ;;
   esac
 fi

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Images for the local node, made without a registry or a container engine: a static pause binary
-# (hack/images/pause.c) as containerd's sandbox image, and a busybox image for test clients.
+# (hack/images/pause.c) as containerd's sandbox image, a busybox image for test clients, and CoreDNS
+# (hack/lib/build.sh coredns) under the name kubeadm expects, for the cluster DNS.
 # Each is an OCI archive cached in $NETSHIFT_CACHE/images/, keyed by version (and source hash), that
 # `ctr -n k8s.io images import` loads. Sourced by hack/cluster; runnable alone:
-#   hack/lib/images.sh [pause|busybox]   print the path of the (built or cached) archive
+#   hack/lib/images.sh pause|busybox|coredns   print the path of the (built or cached) archive
 set -euo pipefail
 shopt -s inherit_errexit
 IMAGES_HACK_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -31,6 +32,15 @@ cached_image() { # ref key builder
     python3 "$IMAGES_HACK_DIR/lib/oci-image.py" --name "$ref" --rootfs "$tmp/rootfs" --out "$out" $args >&2
   )
   echo "$out"
+}
+
+# Remove a debootstrap work tree; an interrupted debootstrap may leave /proc or /sys mounted in it.
+remove_tree() {
+  local m
+  awk -v d="$1/" 'index($2, d) == 1 {print $2}' /proc/mounts | sort -r | while read -r m; do
+    umount -l "$m" 2>/dev/null || true
+  done
+  rm -rf --one-file-system "$1"
 }
 
 src_hash() { cat "$@" | sha256sum | cut -c1-12; }
@@ -67,10 +77,27 @@ busybox_image() {
   cached_image "$BUSYBOX_IMAGE" "busybox-$v-$(src_hash "$IMAGES_HACK_DIR/lib/oci-image.py" "${BASH_SOURCE[0]}")" rootfs_busybox
 }
 
+# Like the upstream image but without distroless's files (CoreDNS needs none) and running as root:
+# file capabilities do not survive these layers, and a non-root user would need them to bind port 53.
+# kubeadm's Deployment drops every capability but NET_BIND_SERVICE and forbids privilege escalation.
+rootfs_coredns() { # rootfs tmp
+  local bin
+  bin=$("$IMAGES_HACK_DIR/lib/build.sh" coredns)
+  mkdir -p "$1/tmp"
+  chmod 1777 "$1/tmp"
+  cp "$bin/coredns" "$1/coredns"
+  echo "--entrypoint [\"/coredns\"] --label org.opencontainers.image.version=$COREDNS_VERSION"
+}
+
+coredns_image() {
+  cached_image "$COREDNS_IMAGE" "coredns-$COREDNS_VERSION-$(src_hash "$IMAGES_HACK_DIR/lib/oci-image.py" "${BASH_SOURCE[0]}")" rootfs_coredns
+}
+
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then
   case "${1:-}" in
     pause) pause_image ;;
     busybox) busybox_image ;;
-    *) echo "usage: $0 pause|busybox" >&2; exit 2 ;;
+    coredns) coredns_image ;;
+    *) echo "usage: $0 pause|busybox|coredns" >&2; exit 2 ;;
   esac
 fi

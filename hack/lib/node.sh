@@ -13,6 +13,7 @@
 #   mounts      under $STATE (rootfs overlays, shm, volumes) and the pods' /var/run/netns/cni-*
 #   network     bridge $POD_BRIDGE and its veths, nftables table inet $NFT_TABLE, kube-proxy's tables,
 #               sysctls set by us, kubelet and kube-proxy (saved before, restored by down)
+# The cluster DNS (CoreDNS, hack/manifests/coredns.yaml) is API objects and pods: down needs nothing more.
 # shellcheck disable=SC2154  # the variables above are set by hack/cluster
 
 NODE_NAME=${NETSHIFT_NODE_NAME:-netshift-node}
@@ -20,6 +21,8 @@ CLUSTER_CIDR=${NETSHIFT_CLUSTER_CIDR:-10.244.0.0/16}
 # The node's own range is the Node's spec.podCIDR, handed out by the controller manager from
 # CLUSTER_CIDR; the bridge network's host-local IPAM is written from it once the node registered.
 POD_BRIDGE=nsbr0
+# kubeadm's choice: the tenth address of the Service range (10.96.0.10)
+CLUSTER_DNS=${SERVICE_CIDR%.0/*}.10
 NFT_TABLE=netshift-node
 GUARD_TABLE=netshift-uplink-guard
 NODE_CGROUP=netshift
@@ -194,10 +197,33 @@ oom_score = 0
       max_conf_num = 1
 EOT
 
-  # No cluster DNS here: pods get this resolver file (a closed local port answers at once, no timeouts).
-  printf '# netshift local cluster: no DNS service\nnameserver 127.0.0.1\noptions ndots:1 timeout:1 attempts:1\n' \
+  # The node's own resolver, for pods of dnsPolicy Default (CoreDNS itself): nothing outside the
+  # machine (a closed local port answers at once, no timeouts). ClusterFirst pods get $CLUSTER_DNS.
+  printf '# netshift local cluster: no upstream DNS\nnameserver 127.0.0.1\noptions ndots:1 timeout:1 attempts:1\n' \
     > "$NODE_CONF/resolv.conf"
+  write_kubelet_config "$node_ip"
 
+  cat > "$NODE_CONF/kube-proxy.yaml" <<EOT
+apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+mode: nftables
+clusterCIDR: $CLUSTER_CIDR
+hostnameOverride: $NODE_NAME
+bindAddress: 0.0.0.0
+healthzBindAddress: 127.0.0.1:10256
+metricsBindAddress: 127.0.0.1:10249
+clientConnection:
+  kubeconfig: $NODE_CONF/kube-proxy.kubeconfig
+# leave the host's conntrack sysctls alone
+conntrack:
+  maxPerCore: 0
+  min: 0
+  tcpEstablishedTimeout: 0s
+  tcpCloseWaitTimeout: 0s
+EOT
+}
+
+write_kubelet_config() { # node-ip
   cat > "$NODE_CONF/kubelet.yaml" <<EOT
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
@@ -223,7 +249,7 @@ authentication:
 authorization:
   mode: Webhook
 clusterDomain: cluster.local
-clusterDNS: []
+clusterDNS: [$CLUSTER_DNS]
 resolvConf: $NODE_CONF/resolv.conf
 podLogsDir: $POD_LOGS
 serializeImagePulls: false
@@ -247,25 +273,6 @@ volumeStatsAggPeriod: 1m
 shutdownGracePeriod: 0s
 logging:
   format: text
-EOT
-
-  cat > "$NODE_CONF/kube-proxy.yaml" <<EOT
-apiVersion: kubeproxy.config.k8s.io/v1alpha1
-kind: KubeProxyConfiguration
-mode: nftables
-clusterCIDR: $CLUSTER_CIDR
-hostnameOverride: $NODE_NAME
-bindAddress: 0.0.0.0
-healthzBindAddress: 127.0.0.1:10256
-metricsBindAddress: 127.0.0.1:10249
-clientConnection:
-  kubeconfig: $NODE_CONF/kube-proxy.kubeconfig
-# leave the host's conntrack sysctls alone
-conntrack:
-  maxPerCore: 0
-  min: 0
-  tcpEstablishedTimeout: 0s
-  tcpCloseWaitTimeout: 0s
 EOT
 }
 
@@ -352,9 +359,7 @@ start_node() {
       || kubectl_ get crd network-attachment-definitions.k8s.cni.cncf.io >/dev/null \
       || die "could not install the NetworkAttachmentDefinition CRD"
   fi
-  start kubelet "$K8S_BIN/kubelet" --config "$NODE_CONF/kubelet.yaml" \
-    --kubeconfig "$NODE_CONF/kubelet.kubeconfig" --root-dir "$KUBELET_DIR" \
-    --hostname-override "$NODE_NAME" --node-ip "$node_ip" --v=1
+  start_kubelet "$node_ip"
   start kube-proxy "$K8S_BIN/kube-proxy" --config "$NODE_CONF/kube-proxy.yaml" --v=1
   wait_for kubelet 60 curl -fsS http://127.0.0.1:10248/healthz
   local cidr
@@ -364,6 +369,12 @@ start_node() {
   wait_for kube-proxy 60 curl -fsS http://127.0.0.1:10256/livez
   wait_for kubelet 90 node_ready
   say "node $NODE_NAME Ready in $((SECONDS - t0))s (node IP $node_ip, pods $cidr on $POD_BRIDGE)"
+}
+
+start_kubelet() { # node-ip
+  start kubelet "$K8S_BIN/kubelet" --config "$NODE_CONF/kubelet.yaml" \
+    --kubeconfig "$NODE_CONF/kubelet.kubeconfig" --root-dir "$KUBELET_DIR" \
+    --hostname-override "$NODE_NAME" --node-ip "$1" --v=1
 }
 
 node_ready() {
@@ -380,6 +391,40 @@ import_image() { # ref archive
   ctr_ images ls -q "name==$1" 2>/dev/null | grep -qxF "$1" && return
   ctr_ images import --no-unpack=false "$2" >/dev/null 2>&1 || ctr_ images import "$2" >/dev/null \
     || die "could not import $2 into containerd"
+}
+
+# ------------------------------------------------------------------------------------- cluster DNS
+
+# A node started without cluster DNS (before it existed, or by a hack/cluster without it) gets it by a
+# restart of kubelet alone: its pods keep running; those made before keep their resolver file.
+upgrade_kubelet_dns() {
+  grep -qxF "clusterDNS: [$CLUSTER_DNS]" "$NODE_CONF/kubelet.yaml" 2>/dev/null && return
+  say "kubelet runs without cluster DNS: restarting it with clusterDNS $CLUSTER_DNS"
+  local node_ip i p
+  node_ip=$(advertise_address)
+  write_kubelet_config "$node_ip"
+  p=$(pid_of kubelet)
+  [ -z "$p" ] || kill "$p" 2>/dev/null || true
+  for ((i = 0; i < 50; i++)); do alive kubelet || break; sleep 0.2; done
+  [ -z "$p" ] || kill -9 "$p" 2>/dev/null || true
+  rm -f "$RUN/kubelet.pid"
+  start_kubelet "$node_ip"
+  wait_for kubelet 60 curl -fsS http://127.0.0.1:10248/healthz
+  wait_for kubelet 90 node_ready
+}
+
+# CoreDNS as kube-dns at $CLUSTER_DNS (hack/manifests/coredns.yaml), Ready; idempotent.
+start_dns() {
+  local t0=$SECONDS
+  import_image "$COREDNS_IMAGE" "$(coredns_image)"
+  sed -e "s|@DNS_IP@|$CLUSTER_DNS|g" -e "s|@COREDNS_IMAGE@|$COREDNS_IMAGE|g" "$HACK_DIR/manifests/coredns.yaml" \
+    | kubectl_ apply --server-side --force-conflicts -f - >/dev/null
+  if ! kubectl_ -n kube-system rollout status deployment/coredns --timeout=120s >/dev/null; then
+    kubectl_ -n kube-system describe pods -l k8s-app=kube-dns | tail -n 25 >&2 || true
+    kubectl_ -n kube-system logs -l k8s-app=kube-dns --tail=25 >&2 || true
+    die "CoreDNS not ready after 120s"
+  fi
+  say "cluster DNS ready at $CLUSTER_DNS (CoreDNS $COREDNS_VERSION) in $((SECONDS - t0))s"
 }
 
 # kubelet's cgroupRoot, in every v1 hierarchy (and the hybrid unified one); cpuset needs its values.
@@ -575,5 +620,9 @@ status_node() {
   done
   if node_ready; then echo "node $NODE_NAME Ready (pods $(cat "$RUN/pod-cidr" 2>/dev/null) on $POD_BRIDGE)"
   else echo "node $NODE_NAME not Ready"; rc=1; fi
+  local dns
+  dns=$(kubectl_ -n kube-system get deployment coredns -o jsonpath='{.status.readyReplicas}' 2>/dev/null || true)
+  if [ "${dns:-0}" -gt 0 ]; then echo "cluster DNS ready at $CLUSTER_DNS (CoreDNS, kube-system/kube-dns)"
+  else echo "cluster DNS not ready (kube-system deployment/coredns)"; rc=1; fi
   return $rc
 }

@@ -72,8 +72,9 @@ class RouterSettings(_RouterIdentity):
     router_default_destination_ca: str | None = None  # the system CAs
     router_threads: int = 0  # one per CPU
     router_maxconn: int = 0  # HAProxy's, from the file descriptor limit
-    router_reload_interval: float = 1.0
-    router_hard_stop_after: str | None = None  # unbounded
+    router_reload_interval: float = 5.0  # as openshift/router's ROUTER_RELOAD_INTERVAL
+    # Old workers (connections open through a reload) are stopped this long after it; "" = never.
+    router_hard_stop_after: str | None = "30m"
     router_shutdown_delay: float = 0.0
     router_access_log: bool = False
 

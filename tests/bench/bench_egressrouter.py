@@ -5,9 +5,15 @@
 Creates N EgressRouters (spread over a few namespaces) with `netshift operator` running as a
 subprocess, and reports:
 - time until every router has its four children (NAD, ConfigMap, Deployment, Service), until every
-  router has conditions for its current generation, and until every router reports its pod's fate
-  (by default a ResourceQuota `pods: 0` keeps 1000 macvlan pods off the shared test node, so the
-  settled state is Available=False/PodCreateFailed; `--with-pods` lets them be created);
+  router has conditions for its current generation, and until every router reports its pod's fate;
+- what it measures is the routine path, where nothing is wrong: 1000 macvlan pods cannot run on the
+  shared 2-core test node, so by default a LimitRange gives the router pods a default
+  ephemeral-storage request (100Ti) that no node has. The pods are created, as in a real cluster,
+  and wait for capacity: the routers settle on Available=False, Progressing=True PodUnschedulable,
+  Degraded=False, which the operator writes like a rollout (no Degraded, no Event, one status write
+  per router when it goes straight there), from the same Deployment and pod events. A quota or an
+  admission denial would instead make every router a real problem (Degraded PodCreateFailed, an
+  Event each). `--with-pods` lets the pods run;
 - API requests per router: counted by the operator (`netshift_api_requests_total`, exact, by verb)
   and by the API server (`apiserver_request_total` for the resources involved; all clients, so it
   includes kube-controller-manager's ReplicaSets/pods and the benchmark's own creates and lists);
@@ -101,6 +107,16 @@ def rss_kib(pid: int) -> tuple[int, int]:
     return int(fields["VmRSS"].split()[0]), int(fields["VmHWM"].split()[0])
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (the machine is shared: wall times are noisy, this less)."""
+    fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def reconciles(url: str) -> float:
+    return metric_value(scrape(url), "netshift_reconcile_total", kind="EgressRouter") or 0.0
+
+
 def route_status_writes(url: str) -> float:
     return metric_value(scrape(url), "netshift_api_requests_total", resource="routes/status") or 0.0
 
@@ -157,8 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout", type=float, default=1800.0, help="give up after this many seconds")
     ap.add_argument("--keep", action="store_true", help="keep the namespaces afterwards")
     ap.add_argument("--with-pods", action="store_true",
-                    help="let the router pods be created (default: a ResourceQuota pods=0 keeps them "
-                         "off the shared node; routers then settle on PodCreateFailed)")
+                    help="let the router pods run (default: a LimitRange makes them unschedulable, "
+                         "routers then settle on PodUnschedulable; see the module's docstring)")
     ap.add_argument("--cluster-wide", action="store_true",
                     help="run the operator on all namespaces (default: only the benchmark's, so that "
                          "other objects of a shared cluster do not skew the numbers)")
@@ -181,9 +197,10 @@ def main(argv: list[str] | None = None) -> int:
     namespaces = [f"bench-er-{run}-{i}" for i in range(args.namespaces)]
     for ns in namespaces:
         core.create_namespace({"metadata": {"name": ns, "labels": {"netshift.io/bench": "egressrouter"}}})
-        if not args.with_pods:
-            core.create_namespaced_resource_quota(ns, {"metadata": {"name": "no-pods"},
-                                                       "spec": {"hard": {"pods": "0"}}})
+        if not args.with_pods:  # see the module's docstring
+            room = {"ephemeral-storage": "100Ti"}
+            core.create_namespaced_limit_range(ns, {"metadata": {"name": "no-room"}, "spec": {"limits": [
+                {"type": "Container", "default": room, "defaultRequest": room}]}})
 
     metrics_port, health_port = free_port(), free_port()
     # kept open for the operator's whole run
@@ -209,6 +226,7 @@ def main(argv: list[str] | None = None) -> int:
             load_routes(custom, namespaces, args.routes, metrics_url, args.timeout)
 
         api0, op0 = apiserver_counts(api), operator_counts(metrics_url)
+        cpu0, rec0 = cpu_seconds(op.pid), reconciles(metrics_url)
         print(f"creating {args.count} EgressRouters in {len(namespaces)} namespaces "
               f"(operator log: {log.name})", flush=True)
         t0 = time.monotonic()
@@ -265,6 +283,7 @@ def main(argv: list[str] | None = None) -> int:
             print("timed out before convergence", flush=True)
             return 1
         api1, op1 = apiserver_counts(api), operator_counts(metrics_url)
+        cpu1, rec1 = cpu_seconds(op.pid), reconciles(metrics_url)
         rss_conv, _ = rss_kib(op.pid)
 
         # Converged = the operator made no write for 15 s (the controllers of the cluster may still be
@@ -298,6 +317,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"every router reports its pod:          {t_settled:.1f}s")
         print(f"last operator write (converged):       {t_quiet:.1f}s" if t_quiet is not None else
               "operator never went quiet for 15 s")
+        print(f"operator CPU until convergence:        {cpu1 - cpu0:.1f}s ({(rec1 - rec0) / n:.1f} reconciles/router); "
+              f"load average {os.getloadavg()[0]:.1f}")
         print(f"operator API requests per router:      {sum(op_conv.values()) / n:.2f} "
               f"(writes {writes(op_conv) / n:.2f})")
         for (verb, res), v in sorted(op_conv.items()):

@@ -12,6 +12,11 @@ forwarded headers added). Load: `wrk` (Debian package wrk), one thread, N connec
 - edge TLS keep-alive: TLS terminated by the router, plain HTTP to the origin (compared with direct
   plain HTTP keep-alive: the TLS cost is part of the ratio).
 On a shared 2-core machine wrk, the router and the origin compete for the CPUs: read the ratios.
+
+Then, without wrk: a new route's time from apply (render, check, reload) to its first 200, and a
+backend scaled 1→5→0→2 endpoints (five origin ports) under a small load (3 clients opening a
+connection per request, 2 keep-alive clients): reloads and failed requests (503s while it has no
+endpoint are counted apart). Endpoint changes go through HAProxy's runtime API: 0 reloads expected.
 """
 from __future__ import annotations
 
@@ -27,14 +32,15 @@ import time
 
 from netshift.router.endpoints import Endpoint
 from tests.support.net import free_port
-from tests.support.router_harness import HAPROXY, Router, get
+from tests.support.router_harness import HAPROXY, Router, get, scale_under_load
 from tests.support.routes import served_route_obj
 
 HOST = "bench.example.com"
 ORIGIN_ADDRESS = "127.0.0.2"
 
 
-def origin_config(port: int) -> str:
+def origin_config(*ports: int) -> str:
+    binds = "\n".join(f"  bind {ORIGIN_ADDRESS}:{port}" for port in ports)
     return f"""global
   nbthread 1
 defaults
@@ -44,7 +50,7 @@ defaults
   timeout connect 5s
   timeout http-keep-alive 30s
 frontend origin
-  bind {ORIGIN_ADDRESS}:{port}
+{binds}
   http-request return status 200 content-type text/plain string "hello from the origin"
 """
 
@@ -77,15 +83,17 @@ def main() -> int:
         return 2
 
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="bench-router-"))
-    origin_port = free_port(ORIGIN_ADDRESS)
-    (tmp / "origin.cfg").write_text(origin_config(origin_port))
+    origin_ports = [free_port(ORIGIN_ADDRESS) for _ in range(5)]  # five "pods" for the scaling row
+    origin_port = origin_ports[0]
+    (tmp / "origin.cfg").write_text(origin_config(*origin_ports))
     origin = subprocess.Popen([HAPROXY, "-db", "-f", str(tmp / "origin.cfg")], stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
     router = Router(tmp, threads=1)
     try:
-        router.apply([served_route_obj("plain", HOST),
-                      served_route_obj("edge", f"edge.{HOST}", tls={"termination": "edge"})],
-                     {("ns", "svc"): [Endpoint(ORIGIN_ADDRESS, origin_port, "http", "origin")]})
+        origin_eps = {("ns", "svc"): [Endpoint(ORIGIN_ADDRESS, origin_port, "http", "origin")]}
+        routes = [served_route_obj("plain", HOST),
+                  served_route_obj("edge", f"edge.{HOST}", tls={"termination": "edge"})]
+        router.apply(routes, origin_eps)
         deadline = time.monotonic() + 10
         while get(router.http_port, HOST).status != 200:
             if time.monotonic() > deadline:
@@ -124,6 +132,21 @@ def main() -> int:
         e = {k: statistics.median(x[k] for x in e_runs) for k in ("rps", "p99_ms")}
         print(f"{'edge TLS keep-alive':<22}{d_ka['rps']:>12.0f}{e['rps']:>12.0f}{e['rps'] / d_ka['rps']:>11.2f}"
               f"{d_ka['p99_ms']:>10.2f}ms{e['p99_ms']:>10.2f}ms{e['p99_ms'] / d_ka['p99_ms']:>11.2f}")
+
+        first_200 = []
+        for i in range(5):  # after a quiet period, as the router reloads at once then
+            routes.append(served_route_obj(f"new{i}", f"new{i}.{HOST}"))
+            t0 = time.monotonic()
+            router.apply(routes, origin_eps)
+            while get(router.http_port, f"new{i}.{HOST}").status != 200:
+                time.sleep(0.005)
+            first_200.append(time.monotonic() - t0)
+        print(f"new route, apply to first 200: median {statistics.median(first_200):.3f} s "
+              f"(render, haproxy -c, reload; {len(first_200)} routes)")
+        pods = [Endpoint(ORIGIN_ADDRESS, port, "http", f"origin-{i}") for i, port in enumerate(origin_ports)]
+        scaled = scale_under_load(router, [served_route_obj("scale", f"scale.{HOST}")], f"scale.{HOST}", pods)
+        print(f"scaling 1→5→0→2 under load: {scaled.reloads} reloads, {scaled.failed} failed of "
+              f"{scaled.requests} requests ({scaled.unavailable} 503s while it had 0 endpoints)")
         return 0
     except Exception:
         print(router.logs()[-3000:], file=sys.stderr)

@@ -1,12 +1,14 @@
 """The Route data plane with real HAProxy (master-worker) and real backends on loopback.
 
-Every configuration is produced by the router's renderer, installed by its store and checked with
-`haproxy -c`; HAProxy is started and reloaded by the router's own process control. Backends are
+Every configuration is produced by the router's renderer and applied by the router's own process
+code (store, start after `haproxy -c`, reloads, runtime API updates of the server slots). Backends are
 Python HTTP(S) servers on 127.0.0.x; certificates are generated here. Loopback only, bounded.
 """
 from __future__ import annotations
 
+import contextlib
 import http.client
+import os
 import pathlib
 import ssl
 import threading
@@ -19,8 +21,9 @@ import pytest
 from cryptography.x509.oid import NameOID
 
 from netshift.router import annotations as ann
+from netshift.router.routes import served_route
 from tests.support import certs
-from tests.support.router_harness import HAPROXY, Backend, Router, connect, get, request
+from tests.support.router_harness import HAPROXY, Backend, Load, Router, get
 from tests.support.routes import served_route_obj
 
 pytestmark = pytest.mark.timeout(120)
@@ -338,58 +341,7 @@ def test_reload_only_when_changed_and_under_load_without_failures(router: Router
     assert router.apply(routes, endpoints) is False  # same input: no reload
     assert router.haproxy.reloads == 0
 
-    stop = threading.Event()
-    results: Counter = Counter()
-    errors: list[str] = []
-    lock = threading.Lock()
-
-    def new_connections() -> None:
-        while not stop.is_set():
-            try:
-                status = get(router.http_port, "load.example.com", timeout=5).status
-            except Exception as exc:
-                status = f"{type(exc).__name__}: {exc}"
-            with lock:
-                results[status] += 1
-                if status != 200:
-                    errors.append(str(status))
-
-    def keep_alive() -> None:
-        # A client that keeps its connection; when the server closes an idle keep-alive connection
-        # (the old worker finishing after a reload) it reconnects, as every HTTP client does.
-        conn = None
-        while not stop.is_set():
-            try:
-                if conn is None:
-                    conn = connect(router.http_port, "load.example.com", timeout=5)
-                resp = request(conn, "load.example.com")
-                status = resp.status
-                if resp.headers.get("connection", "").lower() == "close":
-                    conn.close()
-                    conn = None
-            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError) as exc:
-                # Closed while idle before our request was read: safe to retry once.
-                conn = None
-                try:
-                    conn = connect(router.http_port, "load.example.com", timeout=5)
-                    status = request(conn, "load.example.com").status
-                except Exception as exc2:
-                    status = f"retry failed after {type(exc).__name__}: {type(exc2).__name__}: {exc2}"
-                    conn = None
-            except Exception as exc:
-                status = f"{type(exc).__name__}: {exc}"
-                conn = None
-            with lock:
-                results[status] += 1
-                if status != 200:
-                    errors.append(str(status))
-        if conn is not None:
-            conn.close()
-
-    threads = [threading.Thread(target=new_connections) for _ in range(3)] + \
-              [threading.Thread(target=keep_alive) for _ in range(2)]
-    for t in threads:
-        t.start()
+    load = Load(router.http_port, "load.example.com")
     try:
         time.sleep(0.5)
         for i in range(6):
@@ -398,13 +350,12 @@ def test_reload_only_when_changed_and_under_load_without_failures(router: Router
             assert router.apply(routes, endpoints if i % 2 else eps(("svc", one), ("svc", two), ("other", one)))
             time.sleep(0.4)
     finally:
-        stop.set()
-        for t in threads:
-            t.join(timeout=15)
+        results = load.stop()
     assert router.haproxy.reloads == 6
     total = sum(results.values())
     assert total > 200, results
-    assert not errors, f"{len(errors)} failed of {total}: {Counter(errors).most_common(5)}"
+    failed = {k: v for k, v in results.items() if k != 200}
+    assert not failed, f"{sum(failed.values())} failed of {total}: {failed}"
     assert len(router.haproxy.workers()) == 1
 
 
@@ -432,3 +383,124 @@ def test_http_header_actions(router: Router, backends) -> None:
     assert r.headers["X-Frame-Options"] == "DENY"  # response Set
     assert r.headers["X-Backend-Server"].startswith("BaseHTTP")  # evaluated before the Delete below
     assert r.headers.get("Server") is None  # response Delete
+
+
+# --- endpoint changes without reload, bounded old workers ------------------------------------------
+
+def _only_first_two_take_traffic(pods: list[Backend]) -> None:
+    before = [p.hits for p in pods]
+    time.sleep(1.0)
+    after = [p.hits for p in pods]
+    assert after[2:] == before[2:] and after[0] > before[0] and after[1] > before[1], (before, after)
+
+
+def test_scaling_under_load_updates_servers_without_reload(router: Router, backends) -> None:
+    pods = [backends.make(f"pod{i}", f"127.0.0.{i + 1}") for i in range(5)]
+    routes = [served_route_obj("scale", "scale.example.com")]
+
+    def scale(n: int) -> str:
+        router.apply(routes, {("ns", "svc"): [p.endpoint() for p in pods[:n]]} if n else {})
+        return router.outcomes[-1]
+
+    assert scale(1) == "started"
+    load = Load(router.http_port, "scale.example.com")
+    try:
+        time.sleep(0.5)
+        assert scale(5) == "runtime"
+        time.sleep(1.0)
+        assert all(p.hits > 0 for p in pods), [p.hits for p in pods]  # new servers take traffic at once
+        before_zero = load.snapshot()
+        assert scale(0) == "runtime"
+        time.sleep(0.5)
+        assert get(router.http_port, "scale.example.com").status == 503
+        pods = pods[3:] + pods[:3]  # two other pods come back (in slots the first ones had)
+        assert scale(2) == "runtime"
+        time.sleep(0.2)  # requests sent while it had no endpoint may still be answered
+        after_zero = load.snapshot()
+        _only_first_two_take_traffic(pods)
+        # A route change still reloads; the servers the runtime API set survive it.
+        routes.append(served_route_obj("other", "other.example.com"))
+        assert scale(2) == "reloaded"
+        _only_first_two_take_traffic(pods)
+        assert scale(2) == "unchanged"
+        assert scale(3) == "runtime"  # the new worker's admin socket
+        time.sleep(0.5)
+        assert pods[2].hits > 0
+    finally:
+        results = load.stop()
+    assert router.haproxy.reloads == 1
+    failed = results - Counter({503: after_zero[503] - before_zero[503]}) - Counter({200: results[200]})
+    assert sum(results.values()) > 200 and not failed, (results, before_zero, after_zero)
+    assert router.router.metrics.runtime_updates.labels("ok")._value.get() == 4
+
+
+def _haproxy_processes(master: int) -> int:
+    """HAProxy processes in the master's session (it runs in a session of its own)."""
+    count = 0
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            with contextlib.suppress(OSError):
+                count += os.getsid(int(pid)) == master
+    return count
+
+
+def test_hard_stop_after_bounds_old_workers(tmp_path: pathlib.Path, backends) -> None:
+    """20 route changes while 50 connections stay open: old workers die after hard-stop-after, so
+    at most N = 5 HAProxy processes (master, current worker, the old ones of the last second) ever run
+    (measured: 3; without hard-stop-after: 10)."""
+    router = Router(tmp_path, hard_stop_after="1s")
+    slow = backends.make("slow")
+    routes = [served_route_obj("long", "long.example.com", annotations={ann.TIMEOUT: "10m"})]
+    endpoints = eps(("svc", slow))
+    stop = threading.Event()
+
+    def long_lived(i: int) -> None:
+        # One connection always open, for 8 s, then another (through the current worker): every
+        # worker a reload retires still has some; staggered starts.
+        stop.wait(i * 0.1)
+        while not stop.is_set():
+            with contextlib.suppress(Exception):
+                get(router.http_port, "long.example.com", "/sleep/8", timeout=60)
+
+    threads = [threading.Thread(target=long_lived, args=(i,), daemon=True) for i in range(50)]
+    try:
+        router.apply(routes, endpoints)
+        for t in threads:
+            t.start()
+        time.sleep(5.0)
+        most = 0
+        for i in range(20):
+            routes.append(served_route_obj(f"r{i}", f"r{i}.example.com"))
+            assert router.apply(routes, endpoints)
+            for _ in range(3):
+                most = max(most, _haproxy_processes(router.haproxy.proc.pid))
+                time.sleep(0.1)
+        assert router.haproxy.reloads == 20
+        assert most <= 5, most
+    finally:
+        stop.set()
+        router.close()
+
+
+def test_a_configuration_haproxy_refuses_keeps_the_previous_one(router: Router, backends) -> None:
+    b = backends.make("b")
+    routes = [served_route_obj("ok", "ok.example.com")]
+    router.apply(routes, eps(("svc", b)))
+    before = (router.tmp / "config" / "haproxy.cfg").read_text()
+    broken = served_route_obj("broken", "broken.example.com", tls={
+        "termination": "edge",
+        "certificate": "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE-----",
+        "key": "-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n-----END PRIVATE KEY-----"})
+    served = [r for r in (served_route(o, "default") for o in [*routes, broken]) if r is not None]
+    assert len(served) == 2
+    assert router.router.install(served, eps(("svc", b))) == "invalid"  # the master refused the reload
+    assert (router.tmp / "config" / "haproxy.cfg").read_text() == before
+    assert get(router.http_port, "ok.example.com").status == 200
+    assert router.router.metrics.reloads.labels("refused", "config")._value.get() == 1
+    # While the broken route is still there, endpoint changes still reach HAProxy.
+    c = backends.make("c", "127.0.0.2")
+    assert router.router.install(served, eps(("svc", c))) == "invalid"
+    assert get(router.http_port, "ok.example.com").backend == "c"
+    routes.append(served_route_obj("next", "next.example.com"))  # the next good change reloads
+    assert router.apply(routes, eps(("svc", c))) and router.outcomes[-1] == "reloaded"
+    assert get(router.http_port, "next.example.com").status == 200

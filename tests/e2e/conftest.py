@@ -13,6 +13,9 @@ For kind (hack/kind-e2e.sh) or any cluster, the environment says what exists alr
     NETSHIFT_E2E_NAMESPACE     its namespace
     NETSHIFT_E2E_NODE_EXEC     prefix that runs a command on the node holding the router pods,
                                e.g. `docker exec -i netshift-e2e-control-plane`; empty: this machine
+    NETSHIFT_E2E_LAN_BRIDGE    a bridge (where NODE_EXEC runs) that the workers' NETSHIFT_E2E_MASTER
+    NETSHIFT_E2E_MASTER        link is on: the "external" network joins it, routers use that master
+    NETSHIFT_E2E_MULTINODE=1   the cluster has workers on two nodes: the multi-node tests must run
     NETSHIFT_E2E_KEEP=1        keep everything after the session (debugging)
 
 Measurements (apply -> Available, child repair times) are collected in `MEASUREMENTS` and printed
@@ -32,12 +35,25 @@ from typing import Any
 import pytest
 
 from tests.e2e.extnet import ExternalNetwork, NodeExec
-from tests.e2e.shared import ER, MEASUREMENTS, NAD
+from tests.e2e.shared import ER, MEASUREMENTS, NAD, Probe, client_pod_manifest
 from tests.support.cluster import ROOT, Cluster, tool
+from tests.support.dns import service_host
 
 HERE = pathlib.Path(__file__).resolve().parent
 KEEP = os.environ.get("NETSHIFT_E2E_KEEP") == "1"
 SESSION = uuid.uuid4().hex[:6]
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The multi-node scenarios run where hack/kind-e2e.sh says the cluster has two workers; on
+    hack/cluster's single node they are deselected (reported, and not a skip: CI fails on skips)."""
+    if os.environ.get("NETSHIFT_E2E_MULTINODE") == "1":
+        return
+    multi = [item for item in items if item.get_closest_marker("multinode")]
+    if multi:
+        config.hook.pytest_deselected(items=multi)
+        items[:] = [item for item in items if not item.get_closest_marker("multinode")]
+        print(f"[e2e] {len(multi)} multi-node test(s) deselected: one node here (make test-e2e-kind runs them)")
+
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     if not MEASUREMENTS:
@@ -193,7 +209,9 @@ def operator_logs(e2e_cluster: Cluster, operator_release: dict) -> Callable[[], 
 
 @pytest.fixture(scope="session")
 def extnet(e2e_cluster: Cluster, node_exec: NodeExec, e2e_image: str) -> Iterator[ExternalNetwork]:
-    net = ExternalNetwork(node_exec, image=e2e_image, suffix=SESSION)
+    net = ExternalNetwork(node_exec, image=e2e_image, suffix=SESSION,
+                          lan_bridge=os.environ.get("NETSHIFT_E2E_LAN_BRIDGE") or None,
+                          node_master=os.environ.get("NETSHIFT_E2E_MASTER") or None)
     try:
         net.open()
         yield net
@@ -207,19 +225,7 @@ def extnet(e2e_cluster: Cluster, node_exec: NodeExec, e2e_image: str) -> Iterato
 @pytest.fixture(scope="session")
 def client_pod(e2e_cluster: Cluster, e2e_namespace: str, e2e_image: str) -> str:
     """A long-running client pod (the netshift image: Python for TCP and UDP probes, present on kind too)."""
-    pod = {
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": "client", "labels": {"app": "e2e-client"}},
-        "spec": {
-            "terminationGracePeriodSeconds": 0, "automountServiceAccountToken": False,
-            "containers": [{
-                "name": "client", "image": e2e_image, "imagePullPolicy": "IfNotPresent",
-                "command": ["python3", "-c", "import time\nwhile True: time.sleep(3600)"],
-                "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
-                                    "runAsNonRoot": True, "runAsUser": 65532, "readOnlyRootFilesystem": True},
-            }],
-        },
-    }
+    pod = client_pod_manifest("client", e2e_image)
     e2e_cluster.kubectl("apply", "-n", e2e_namespace, "-f", "-", input=json.dumps(pod))
     try:
         e2e_cluster.kubectl("wait", "-n", e2e_namespace, "--for=condition=Ready", "pod/client",
@@ -228,29 +234,6 @@ def client_pod(e2e_cluster: Cluster, e2e_namespace: str, e2e_image: str) -> str:
         print(e2e_cluster.kubectl("describe", "pod", "client", "-n", e2e_namespace, check=False).stdout[-3000:])
         raise
     return "client"
-
-
-class Probe:
-    """Runs tests/e2e/probe.py in the client pod."""
-
-    def __init__(self, cluster: Cluster, namespace: str, pod: str) -> None:
-        self.cluster, self.namespace, self.pod = cluster, namespace, pod
-        self.script = (HERE / "probe.py").read_text()
-
-    def __call__(self, proto: str, host: str, port: int, seconds: float = 60) -> str:
-        proc = self.cluster.kubectl("exec", "-n", self.namespace, self.pod, "--", "python3", "-c",
-                                    self.script, proto, host, str(port), str(seconds),
-                                    check=False, timeout=seconds + 60)
-        out = proc.stdout.strip()
-        assert proc.returncode == 0, f"{proto} {host}:{port}: {out} {proc.stderr.strip()}"
-        return out.splitlines()[-1]
-
-    def fails(self, proto: str, host: str, port: int, seconds: float = 3) -> str:
-        proc = self.cluster.kubectl("exec", "-n", self.namespace, self.pod, "--", "python3", "-c",
-                                    self.script, proto, host, str(port), str(seconds),
-                                    check=False, timeout=seconds + 60)
-        assert proc.returncode == 1 and "FAILED" in proc.stdout, (proc.stdout, proc.stderr)
-        return proc.stdout.strip()
 
 
 @pytest.fixture(scope="session")
@@ -330,6 +313,10 @@ class E2E:
     def service_ip(self, name: str) -> str:
         return self.get("service", name)["spec"]["clusterIP"]
 
+    def service_host(self, name: str) -> str:
+        """The DNS name of the session namespace's Service ``name`` (the cluster's DNS resolves it)."""
+        return service_host(name, self.ns)
+
     def diagnose(self, name: str) -> None:
         print(f"--- EgressRouter {name} ---")
         print(json.dumps((self.get(ER, name) or {}).get("status"), indent=1))
@@ -342,3 +329,25 @@ class E2E:
         print(self.operator_logs()[-6000:])
         print("--- servers ---")
         print("\n".join(self.net.server_log[-20:]))
+
+
+# -- the chart's Route router ------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def router_service(e2e_cluster, operator_release: dict) -> dict:
+    """The router Service of the session's release, once a router pod is Ready."""
+    ns, release = operator_release["namespace"], operator_release["release"]
+    selector = f"app.kubernetes.io/instance={release},app.kubernetes.io/component=router"
+    proc = e2e_cluster.kubectl("wait", "-n", ns, "--for=condition=Ready", "pod", "-l", selector,
+                               "--timeout=180s", check=False, timeout=200)
+    if proc.returncode != 0:
+        print(e2e_cluster.kubectl("describe", "pods", "-n", ns, "-l", selector, check=False).stdout[-4000:])
+        print(e2e_cluster.kubectl("logs", "-n", ns, "-l", selector, "--tail=100", check=False).stdout)
+        raise AssertionError(f"no Ready router pod: {proc.stderr}")
+    services = e2e_cluster.kubectl_json("get", "services", "-n", ns, "-l", selector)["items"]
+    (svc,) = [s for s in services if not s["metadata"]["name"].endswith("-metrics")]
+    node = e2e_cluster.kubectl_json("get", "nodes")["items"][0]
+    node_ip = next(a["address"] for a in node["status"]["addresses"] if a["type"] == "InternalIP")
+    ports = {p["name"]: p for p in svc["spec"]["ports"]}
+    return {"namespace": ns, "selector": selector, "cluster_ip": svc["spec"]["clusterIP"], "node_ip": node_ip,
+            "node_ports": {name: p.get("nodePort") for name, p in ports.items()}}

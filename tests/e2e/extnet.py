@@ -16,6 +16,10 @@ bridge mode on it sends its frames out of the veth to `ext0`, onto the bridge th
 The destinations live one routed hop further, so the agent's host routes via the gateway are really
 used, and the servers report the source address they see (the router's macvlan address after SNAT).
 
+On kind (hack/kind-e2e.sh) the workers share one LAN: the near end of the veth pair joins a bridge
+(`lan_bridge`, podman's network in the cluster's network namespace) that every worker is on as
+`node_master` (eth1), so a router pod on either worker reaches the gateway.
+
 Nothing here touches the machine's uplink: only links and namespaces created here, documentation
 address ranges (198.51.100.0/24, 203.0.113.0/24) inside them. With NETSHIFT_E2E_NODE_EXEC (kind:
 `docker exec -i <node>`) every command runs on the node through that prefix. `close()` removes
@@ -86,10 +90,20 @@ class ExternalNetwork:
     server_log: list[str] = dataclasses.field(default_factory=list)
     _ctr_id: str | None = None
 
+    # kind (hack/kind-e2e.sh): the LAN is a bridge that every worker's `node_master` link is on; the
+    # veth's near end joins that bridge instead of being the master itself.
+    lan_bridge: str | None = None
+    node_master: str | None = None
+
+    @property
+    def veth(self) -> str:
+        """The near end of the LAN's veth pair (15 characters at most)."""
+        return f"nse2e-{self.suffix}"
+
     @property
     def master(self) -> str:
-        """The node-side veth end: the EgressRouters' macvlan.master (15 characters at most)."""
-        return f"nse2e-{self.suffix}"
+        """The EgressRouters' macvlan.master: the veth's near end, or the workers' link on the LAN bridge."""
+        return self.node_master or self.veth
 
     @property
     def gw_ns(self) -> str:
@@ -108,13 +122,15 @@ class ExternalNetwork:
     def open(self) -> None:
         run = self.node.run
         uplink = self._uplink()
-        assert self.master != uplink, "never the machine's uplink"
+        assert uplink not in (self.master, self.lan_bridge), "never the machine's uplink"
         for ns in (self.gw_ns, self.dst_ns):
             run("ip", "netns", "add", ns)
             run("ip", "-n", ns, "link", "set", "lo", "up")
         # The LAN: the node's veth end (macvlan master) <-> ext0 on br0 (the gateway) in gw_ns.
-        run("ip", "link", "add", self.master, "type", "veth", "peer", "name", "ext0", "netns", self.gw_ns)
-        run("ip", "link", "set", self.master, "up")
+        run("ip", "link", "add", self.veth, "type", "veth", "peer", "name", "ext0", "netns", self.gw_ns)
+        if self.lan_bridge:
+            run("ip", "link", "set", self.veth, "master", self.lan_bridge)
+        run("ip", "link", "set", self.veth, "up")
         gw = ("ip", "-n", self.gw_ns)
         run(*gw, "link", "add", "br0", "type", "bridge")
         run(*gw, "link", "set", "ext0", "master", "br0")
@@ -197,12 +213,12 @@ class ExternalNetwork:
                 self.servers.wait(timeout=10)
         if self._ctr_id:
             run("ctr", "-n", "k8s.io", "container", "rm", self._ctr_id, check=False)
-        run("ip", "link", "del", self.master, check=False)  # removes both ends of the pair
+        run("ip", "link", "del", self.veth, check=False)  # removes both ends of the pair
         for ns in (self.dst_ns, self.gw_ns):
             run("ip", "netns", "del", ns, check=False)
         left = []
-        if run("ip", "link", "show", self.master, check=False).returncode == 0:
-            left.append(f"link {self.master}")
+        if run("ip", "link", "show", self.veth, check=False).returncode == 0:
+            left.append(f"link {self.veth}")
         names = run("ip", "netns", "list", check=False).stdout.split()
         left += [f"netns {ns}" for ns in (self.gw_ns, self.dst_ns) if ns in names]
         return left

@@ -22,6 +22,7 @@ import pytest
 
 from tests.e2e.extnet import SERVERS
 from tests.e2e.shared import ER, MEASUREMENTS, NAD, parse_report
+from tests.support.dns import cluster_dns
 from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.timeout(900)
@@ -84,20 +85,18 @@ def test_client_reaches_destination_through_the_service(e2e, example, proto, por
 
 def test_openshift_style_service_reaches_destination(e2e, example):
     """OpenShift creates no Service: its documentation has users write one selecting
-    `app: egress-router-cni`. That Service works here too (the pod carries the label). Through the
-    Service's DNS name as well when the cluster has DNS (kind: CoreDNS; hack/cluster's node has none)."""
+    `app: egress-router-cni`. That Service works here too (the pod carries the label), also through
+    its DNS name and the router's own Service's (CoreDNS on hack/cluster's node and on kind)."""
     e2e.apply({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "egress-1"},
                "spec": {"type": "ClusterIP", "selector": {"app": "egress-router-cni"},
                         "ports": [{"name": "web-app", "protocol": "TCP", "port": 8080}]}})
     try:
         report = parse_report(e2e.probe("tcp", e2e.service_ip("egress-1"), 8080))
         assert report["label"] == "web" and report["src_ip"] == address_ip(example["address"]), report
-        has_dns = e2e.cluster.kubectl("get", "service", "-n", "kube-system", "-l", "k8s-app=kube-dns",
-                                      "-o", "name").stdout.strip()
-        if has_dns:
-            for host in (f"egress-1.{e2e.ns}.svc.cluster.local", f"{example['name']}.{e2e.ns}.svc.cluster.local"):
-                report = parse_report(e2e.probe("tcp", host, 8080))
-                assert report["label"] == "web" and report["src_ip"] == address_ip(example["address"]), report
+        cluster_dns(e2e.cluster)
+        for host in (e2e.service_host("egress-1"), e2e.service_host(example["name"])):
+            report = parse_report(e2e.probe("tcp", host, 8080))
+            assert report["label"] == "web" and report["src_ip"] == address_ip(example["address"]), report
     finally:
         e2e.delete("service", "egress-1")
 

@@ -385,7 +385,8 @@ def test_router_deployment_defaults(tmp_path: pathlib.Path) -> None:
     assert container["args"] == [
         "router", "--router-name=default", "--domain=apps.netshift.local", "--http-port=8080",
         "--https-port=8443", "--stats-port=1936", "--metrics-port=9103", "--config-dir=/var/lib/netshift-router",
-        "--maxconn=20000", "--reload-interval=1", "--shutdown-delay=5", "--grace-seconds=30", "--log-format=json"]
+        "--maxconn=20000", "--reload-interval=5", "--hard-stop-after=30m", "--shutdown-delay=5",
+        "--grace-seconds=30", "--log-format=json"]
     assert {p["name"]: p["containerPort"] for p in container["ports"]} == {
         "http": 8080, "https": 8443, "stats": 1936, "metrics": 9103}
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
@@ -417,7 +418,7 @@ def test_router_deployment_defaults(tmp_path: pathlib.Path) -> None:
 
 def test_router_values(tmp_path: pathlib.Path) -> None:
     values = {"router": {"name": "internal", "domain": "apps.example.com", "defaultCertificateSecret": "router-tls",
-                         "threads": 4, "maxconn": 0, "accessLog": True, "replicas": 2,
+                         "threads": 4, "maxconn": 0, "accessLog": True, "replicas": 2, "hardStopAfter": "",
                          "service": {"type": "LoadBalancer", "httpNodePort": 30080, "httpsNodePort": 30443,
                                      "externalTrafficPolicy": "Local", "loadBalancerClass": "metallb",
                                      "annotations": {"a": "b"}},
@@ -431,6 +432,7 @@ def test_router_values(tmp_path: pathlib.Path) -> None:
     assert "--router-name=internal" in args and "--threads=4" in args and "--access-log" in args
     assert "--default-certificate=/etc/netshift-router/default-certificate" in args
     assert not any(a.startswith("--maxconn") for a in args)
+    assert "--hard-stop-after=" in args  # "": old workers are never stopped
     volume = {"name": "default-certificate", "secret": {"secretName": "router-tls", "defaultMode": 0o400}}
     assert volume in pod["volumes"]
     assert pod["nodeSelector"] == {"role": "edge"}
@@ -450,6 +452,7 @@ def test_router_not_deployed_without_route_support_or_when_disabled(tmp_path: pa
     {"router": {"service": {"type": "ExternalName"}}},
     {"router": {"ports": {"http": 0}}},
     {"router": {"threads": -1}},
+    {"router": {"hardStopAfter": "30 minutes"}},
 ])
 def test_router_schema(tmp_path: pathlib.Path, bad: dict) -> None:
     proc = helm("template", "x", str(CHART), "-f", values_file(tmp_path, bad), check=False)

@@ -3,6 +3,7 @@
 - the node registers and is Ready, with its pod CIDR and no taints;
 - a busybox pod runs to completion and its logs are readable through the API server;
 - a ClusterIP Service reaches a pod, and the `kubernetes` Service reaches the API server from a pod;
+- a pod resolves a Service's name through the cluster DNS (CoreDNS), without MissingClusterDNS;
 - a pod annotated for Multus gets `net1`, a macvlan on a veth made for the test (never the
   uplink), with the static address of its NetworkAttachmentDefinition.
 
@@ -23,6 +24,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.support.dns import cluster_dns, service_host
 from tests.support.wait import wait_for
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -144,6 +146,29 @@ def test_kubernetes_service_reaches_the_api_server(node_cluster, namespace):
     phase, logs = run_to_completion(node_cluster, namespace, "client")
     assert phase == "Succeeded", logs
     assert "Client sent an HTTP request to an HTTPS server" in logs
+
+
+def test_pod_resolves_a_service_name_through_cluster_dns(node_cluster, namespace):
+    """kubelet points ClusterFirst pods at CoreDNS (kube-dns), which answers Service names: no more
+    MissingClusterDNS fallback. A Service without a selector is enough for its name to resolve."""
+    dns_ip = cluster_dns(node_cluster)
+    apply(node_cluster, namespace, {
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": "named"},
+        "spec": {"type": "ClusterIP", "ports": [{"name": "http", "port": 80}]}})
+    ip = node_cluster.kubectl_json("get", "service", "named", "-n", namespace)["spec"]["clusterIP"]
+    host = service_host("named", namespace)
+    # CoreDNS learns of the new Service by its watch: retry for a while.
+    apply(node_cluster, namespace, pod_manifest(
+        "resolver", f"cat /etc/resolv.conf; for i in $(seq 30); do nslookup {host} && exit 0; sleep 1; done; exit 1"))
+    phase, logs = run_to_completion(node_cluster, namespace, "resolver")
+    assert phase == "Succeeded", logs
+    assert f"nameserver {dns_ip}" in logs
+    assert f"search {namespace}.svc.cluster.local svc.cluster.local cluster.local" in logs
+    assert f"Name:\t{host}\nAddress: {ip}\n" in logs, logs
+    events = node_cluster.kubectl_json("get", "events", "-n", namespace,
+                                       "--field-selector", "involvedObject.name=resolver")["items"]
+    assert events, "no events for the pod"
+    assert not [e for e in events if e.get("reason") == "MissingClusterDNS"], events
 
 
 @pytest.fixture

@@ -17,15 +17,15 @@ import ssl
 import tempfile
 import threading
 import time
+from collections import Counter
 from typing import Any
 
 from cryptography import x509
 
 from netshift.router import haproxy_config as hc
+from netshift.router import runner
 from netshift.router.endpoints import Endpoint
-from netshift.router.haproxy import HAProxy, check
 from netshift.router.routes import served_route
-from netshift.router.store import ConfigStore
 from tests.support import certs
 from tests.support.net import free_port
 
@@ -164,7 +164,8 @@ def get(port: int, host: str, path: str = "/", *, tls: bool = False, ca: str | N
 # --- the router ----------------------------------------------------------------------------------
 
 class Router:
-    """HAProxy under the router's renderer, store and process control; ports on 127.0.0.1."""
+    """HAProxy run by the router's own process code (``runner.Router``: renderer, store, reloads and
+    runtime API), ports on 127.0.0.1; ``apply`` takes Route objects and endpoints instead of watches."""
 
     def __init__(self, tmp: pathlib.Path, *, default_cert: certs.Pem | None = None,
                  threads: int | None = 1, **settings: Any) -> None:
@@ -180,29 +181,19 @@ class Router:
             files_dir="", run_dir=self.run_dir, default_certificate=str(cert_path),
             http_port=self.http_port, https_port=self.https_port, stats_port=self.stats_port,
             bind_address="127.0.0.1", stats_bind_address="127.0.0.1", threads=threads, **settings)
-        self.store = ConfigStore(tmp / "config")
         self.log = open(tmp / "haproxy.log", "w")  # noqa: SIM115 (closed in close())
-        self.haproxy = HAProxy(HAPROXY, self.store.config_path, f"{self.run_dir}/master.sock",
-                               stdout=self.log, stderr=self.log)
-        self.rendered: hc.Rendered | None = None
+        self.router = runner.Router(router_name=ROUTER, settings=self.settings, config_dir=str(tmp / "config"),
+                                    haproxy_bin=HAPROXY, min_interval=0, haproxy_output=self.log)
+        self.haproxy, self.store = self.router.haproxy, self.router.store
+        self.outcomes: list[str] = []
 
     def apply(self, route_objs: list[dict], endpoints: dict[tuple[str, str], list[Endpoint]]) -> bool:
-        """Render, check, install, start or reload; False when nothing changed."""
+        """Render and apply: start, reload or update the servers live; False when nothing changed."""
         served = [r for r in (served_route(o, ROUTER) for o in route_objs) if r is not None]
-        files_dir = self.store.next_dir()
-        rendered = hc.render(served, endpoints, dataclasses.replace(self.settings, files_dir=files_dir))
-        if not self.store.changed(rendered, files_dir) and self.haproxy.running:
-            return False
-        staged = self.store.stage(rendered, files_dir)
-        ok, out = check(HAPROXY, staged)
-        assert ok, f"haproxy -c failed:\n{out}\n{rendered.config}"
-        self.store.commit(rendered, files_dir)
-        self.rendered = rendered
-        if self.haproxy.running:
-            self.haproxy.reload()
-        else:
-            self.haproxy.start()
-        return True
+        outcome = self.router.install(served, endpoints)
+        assert outcome != "invalid", f"haproxy -c failed:\n{self.logs()[-3000:]}"
+        self.outcomes.append(outcome)
+        return outcome != "unchanged"
 
     def logs(self) -> str:
         if not self.log.closed:
@@ -213,3 +204,110 @@ class Router:
         self.haproxy.stop(grace=2)
         self.log.close()
         shutil.rmtree(self.run_dir, ignore_errors=True)
+
+
+class Load:
+    """Clients sending requests in a loop until ``stop()``: ``new`` clients open a connection per
+    request, ``keep_alive`` clients keep theirs (and reconnect, as HTTP clients do, when the server
+    closes it while idle, e.g. an old worker finishing after a reload). Statuses counted."""
+
+    def __init__(self, port: int, host: str, *, new: int = 3, keep_alive: int = 2) -> None:
+        self.port, self.host = port, host
+        self.results: Counter[int | str] = Counter()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self.threads = [threading.Thread(target=self._new, daemon=True) for _ in range(new)] + \
+                       [threading.Thread(target=self._keep_alive, daemon=True) for _ in range(keep_alive)]
+        for t in self.threads:
+            t.start()
+
+    def _count(self, status: int | str) -> None:
+        with self._lock:
+            self.results[status] += 1
+
+    def _new(self) -> None:
+        while not self._stop.is_set():
+            try:
+                status: int | str = get(self.port, self.host, timeout=5).status
+            except Exception as exc:
+                status = f"{type(exc).__name__}: {exc}"
+            self._count(status)
+
+    def _keep_alive(self) -> None:
+        conn = None
+        while not self._stop.is_set():
+            try:
+                if conn is None:
+                    conn = connect(self.port, self.host, timeout=5)
+                resp = request(conn, self.host)
+                status: int | str = resp.status
+                if resp.headers.get("connection", "").lower() == "close":
+                    conn.close()
+                    conn = None
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError) as exc:
+                # Closed while idle before our request was read: safe to retry once.
+                conn = None
+                try:
+                    conn = connect(self.port, self.host, timeout=5)
+                    status = request(conn, self.host).status
+                except Exception as exc2:
+                    status = f"retry failed after {type(exc).__name__}: {type(exc2).__name__}: {exc2}"
+                    conn = None
+            except Exception as exc:
+                status = f"{type(exc).__name__}: {exc}"
+                conn = None
+            self._count(status)
+        if conn is not None:
+            conn.close()
+
+    def snapshot(self) -> Counter[int | str]:
+        with self._lock:
+            return Counter(self.results)
+
+    def stop(self) -> Counter[int | str]:
+        self._stop.set()
+        for t in self.threads:
+            t.join(timeout=15)
+        return self.snapshot()
+
+
+@dataclasses.dataclass(frozen=True)
+class Scaling:
+    reloads: int
+    requests: int
+    failed: int  # any answer but 200, except 503s while the backend had no endpoint
+    unavailable: int  # the 503s while it had none
+    answers: dict[int | str, int]  # every answer counted
+
+
+def scale_under_load(router: Router, routes: list[dict], host: str, pods: list[Endpoint],
+                     steps: tuple[int, ...] = (1, 5, 0, 2), pause: float = 1.5) -> Scaling:
+    """A backend scaled through ``steps`` endpoints (the first ``n`` of ``pods``) while ``Load``
+    runs against ``host``, ``pause`` seconds per step."""
+    def scale(n: int) -> None:
+        router.apply(routes, {("ns", "svc"): pods[:n]} if n else {})
+
+    scale(steps[0])
+    reloads = router.haproxy.reloads
+    load = Load(router.http_port, host)
+    unavailable = 0
+    zero_since: int | None = None  # the 503 count when the backend lost its last endpoint
+    try:
+        time.sleep(pause)
+        for n in steps[1:]:
+            before = load.snapshot()[503]
+            scale(n)
+            time.sleep(0.2)  # requests in flight at the change are answered as before it
+            if zero_since is not None:
+                unavailable += load.snapshot()[503] - zero_since
+                zero_since = None
+            if n == 0:
+                zero_since = before
+            time.sleep(max(0.0, pause - 0.2))
+    finally:
+        results = load.stop()
+    if zero_since is not None:
+        unavailable += results[503] - zero_since
+    total = sum(results.values())
+    return Scaling(router.haproxy.reloads - reloads, total, total - results[200] - unavailable, unavailable,
+                   dict(results))

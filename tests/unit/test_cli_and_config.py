@@ -112,12 +112,14 @@ def test_registry_follows_the_settings():
     def events(reg: kopf.OperatorRegistry) -> set[str]:
         return {h.id for h in reg._watching.get_all_handlers()}
 
-    with_routes = events(app.registry(settings.OperatorSettings()))
-    without = events(app.registry(settings.OperatorSettings(routes_enabled=False)))
-    assert "netshift-route-admission" in with_routes - without
-    assert "egressrouter_event" in without
-    activities = {h.id for h in app.registry(settings.OperatorSettings())._activities.get_all_handlers()}
-    assert {"login_via_client", "house-settings", "egressrouter-controller", "netshift-route-index"} <= activities
+    def activities(reg: kopf.OperatorRegistry) -> set[str]:
+        return {h.id for h in reg._activities.get_all_handlers()}
+
+    with_routes, without = (app.registry(settings.OperatorSettings(routes_enabled=on)) for on in (True, False))
+    assert events(with_routes) == events(without)  # Routes are not watched by kopf (netshift.operator.route)
+    assert "egressrouter_event" in events(without)
+    assert activities(with_routes) - activities(without) == {"netshift-route-index", "netshift-route-watch"}
+    assert {"login_via_client", "house-settings", "egressrouter-controller", "malloc-trim"} <= activities(without)
 
 
 def test_house_settings_use_own_prefix_and_bounded_watches():
@@ -130,3 +132,43 @@ def test_house_settings_use_own_prefix_and_bounded_watches():
     assert kopf_settings.watching.server_timeout and kopf_settings.watching.client_timeout
     assert kopf_settings.watching.client_timeout > kopf_settings.watching.server_timeout
     assert kopf_settings.peering.standalone is True
+
+
+def test_operator_loads_only_the_parts_of_kubernetes_it_uses():
+    """netshift.operator.slim: no generated API classes or models in the operator (~27 MiB), and the
+    ApiClient, the config loaders, kopf's login and the watch iterator still work."""
+    import subprocess
+    import sys
+    code = """if True:
+        import sys
+        from netshift.operator import slim
+        slim.load(); slim.load()  # idempotent
+        import kopf
+        from kopf._core.intents import piggybacking
+        from kubernetes.watch.watch import iter_resp_lines
+        from netshift.kube import Kube, error_message
+        from netshift.kube.api import ApiException
+        import kubernetes.client, kubernetes.config
+        assert kubernetes.client.Configuration and kubernetes.client.ApiClient and kubernetes.config.load_kube_config
+        assert not [m for m in sys.modules if m.startswith(("kubernetes.client.api.", "kubernetes.client.models."))]
+        assert "Error" in error_message(ApiException(status=500, reason="Error"))
+    """
+    subprocess.run([sys.executable, "-c", code], check=True)
+    late = "import kubernetes\nfrom netshift.operator import slim\nslim.load()\nkubernetes.client.CoreV1Api"
+    subprocess.run([sys.executable, "-c", late], check=True)  # too late: the whole package stays
+
+
+def test_malloc_settings_run():
+    import asyncio
+
+    from netshift.operator import malloc
+
+    malloc.limit_arenas()
+
+    async def trim_a_few_times():
+        task = asyncio.create_task(malloc.trim_forever(0.01))
+        await asyncio.sleep(0.05)
+        assert not task.done()  # glibc here: it keeps trimming
+        task.cancel()
+
+    asyncio.run(trim_a_few_times())

@@ -170,13 +170,22 @@ def test_transitions_worth_an_event():
     assert got == {("Degraded", "False", False)}  # the end of a problem is news
 
 
-def test_routine_progress():
-    pending = c.compute_status(c.Observation(generation=1, pod=c.PodState(False, "PodPending", "w")), None, NOW)
-    assert c.routine_progress(pending)
+def test_settling():
+    def status(pod, deployment=None):
+        return c.compute_status(c.Observation(generation=1, pod=pod, deployment=deployment), None, NOW)
+    for reason in ("PodPending", "PodStarting", "PodNotReady", "RollingOut"):
+        assert c.settling(status(c.PodState(False, reason, "w")))  # about to move on: held back
+    assert c.settling(status(c.PodState(True, "Ready", "ok")))  # ready, the Deployment not done yet
+    # waiting for capacity may last: written at once, and it is no problem (no Degraded, no Event)
+    unschedulable = status(c.PodState(False, "PodUnschedulable", "0/1 nodes are available"))
+    assert not c.settling(unschedulable)
+    assert [x["status"] for x in unschedulable["conditions"]] == ["False", "True", "False"]
+    assert c.transitions(None, unschedulable["conditions"]) == []
     bad = c.compute_status(c.Observation(generation=1, nad_served=False), None, NOW)
-    ready = c.compute_status(c.Observation(generation=1, pod=c.PodState(True, "Ready", "ok"),
-                                           deployment=DONE_DEPLOYMENT), None, NOW)
-    assert not c.routine_progress(bad) and not c.routine_progress(ready)
+    assert not c.settling(bad)
+    assert not c.settling(status(c.PodState(True, "Ready", "ok"), DONE_DEPLOYMENT))
+    hard = status(c.PodState(False, "ImagePullFailed", "no such image", hard=True))
+    assert not c.settling(hard)
 
 
 def test_pod_cannot_be_created():

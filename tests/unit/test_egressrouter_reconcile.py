@@ -7,7 +7,7 @@ import pytest
 from netshift.egressrouter import reconcile, repair
 from netshift.egressrouter.queue import WorkQueue
 from netshift.egressrouter.reconcile import Reconciler, contains
-from netshift.egressrouter.render import AGENT_CONFIG_HASH_ANNOTATION, RenderSettings, digest
+from netshift.egressrouter.render import AGENT_CONFIG_HASH_ANNOTATION, CONFIG_HASH_ANNOTATION, RenderSettings, digest
 from netshift.kube import ApiError
 from tests.support.egressrouters import router_obj
 
@@ -249,6 +249,42 @@ def test_long_rollout_is_written_once_the_deployment_controller_saw_it_and_settl
     assert progressing(cache)["status"] == "True"
 
 
+def test_unschedulable_pod_is_written_at_once_in_one_status_write_without_event():
+    cache, kube, rec = make()
+    rec.reconcile("ns", "egress")
+    assert "status" not in cache.routers[("ns", "egress")]  # no pod yet: held
+    template = cache.children[("Deployment", "ns", "egress")]["spec"]["template"]["metadata"]
+    cache.pod_list = [{"metadata": {"name": "egress-1", "uid": "p1", "annotations": template["annotations"]},
+                       "spec": {}, "status": {"phase": "Pending", "conditions": [
+                           {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                            "message": "0/1 nodes are available: 1 Insufficient ephemeral-storage."}]}}]
+    rec.reconcile("ns", "egress")  # waiting for capacity may last: no hold
+    assert progressing(cache)["reason"] == "PodUnschedulable"
+    for _ in range(3):
+        rec.reconcile("ns", "egress")
+    assert [w[0] for w in kube.writes].count("status") == 1
+    assert [w[0] for w in kube.writes if w[0] != "status"] == ["apply"] * 4  # and no Event
+
+
+def test_status_waits_for_a_lagging_deployment_controller_then_settles(monkeypatch):
+    clock = [0.0]
+    monkeypatch.setattr(reconcile.time, "monotonic", lambda: clock[0])
+    cache, kube, rec = make()
+    rec.reconcile("ns", "egress")
+    clock[0] = 200.0  # kube-controller-manager lags behind a burst: it has not seen the Deployment
+    rec.reconcile("ns", "egress")
+    assert "status" not in cache.routers[("ns", "egress")]
+    dep = cache.children[("Deployment", "ns", "egress")]
+    dep["metadata"]["generation"] = 1
+    dep["status"] = {"observedGeneration": 1}
+    assert 0 < rec.reconcile("ns", "egress").requeue_after <= reconcile.SETTLE_SECONDS
+    assert "status" not in cache.routers[("ns", "egress")]  # the pod may come within SETTLE_SECONDS
+    clock[0] += reconcile.SETTLE_SECONDS
+    rec.reconcile("ns", "egress")
+    assert progressing(cache)["reason"] == "PodPending"
+    assert [w[0] for w in kube.writes].count("status") == 1
+
+
 def test_rollout_is_written_after_the_longest_hold(monkeypatch):
     cache, _kube, rec = make()
     monkeypatch.setattr(reconcile, "MAX_HOLD_SECONDS", 0.0)
@@ -335,3 +371,33 @@ def test_a_headless_service_in_place_of_ours_is_recreated():
     kube.writes.clear()
     rec.reconcile("ns", "egress")
     assert ("delete", "Service") in kube.writes
+
+
+def test_cache_keeps_packed_objects_and_pods_without_their_spec():
+    import kopf
+
+    from netshift.egressrouter import conditions
+    from netshift.egressrouter.controller import CHILD_INDEXES, POD_INDEX, ROUTER_INDEX, Cache
+    from netshift.operator import egressrouter as wiring
+
+    cache, _kube, rec = make()
+    rec.reconcile("ns", "egress")
+    ready_pod(cache)
+    pod = {**cache.pod_list[0], "metadata": {**cache.pod_list[0]["metadata"], "managedFields": [{}],
+                                             "labels": {"app.kubernetes.io/instance": "egress"}}}
+    pod["spec"] = {**pod["spec"], "containers": [{"name": "agent", "image": "x"}], "volumes": [{}]}
+    dep = cache.children[("Deployment", "ns", "egress")]
+
+    def index(fn, body, **kw):  # as kopf keeps it: a key -> the values of the objects with that key
+        return {k: [v] for k, v in asyncio.run(fn(namespace="ns", body=kopf.Body(body), **kw)).items()}
+
+    view = Cache()
+    view.bind({ROUTER_INDEX: index(wiring._index, cache.routers[("ns", "egress")], name="egress"),
+               CHILD_INDEXES["Deployment"]: index(wiring._index, dep, name="egress"),
+               POD_INDEX: index(wiring._pod_index, pod, labels=pod["metadata"]["labels"])})
+    assert view.child("Deployment", "ns", "egress") == dep
+    assert view.router("ns", "egress") == cache.routers[("ns", "egress")]
+    [kept] = view.pods("ns", "egress")
+    assert "managedFields" not in kept["metadata"] and kept["spec"] == {"nodeName": "n1"}
+    config_hash = dep["spec"]["template"]["metadata"]["annotations"][CONFIG_HASH_ANNOTATION]
+    assert conditions.pod_state([kept], config_hash) == conditions.pod_state([pod], config_hash)

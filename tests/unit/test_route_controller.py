@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from netshift.kube import ApiError
+from netshift.operator.route import Feed
 from netshift.route.admission import Policy
 from netshift.route.controller import RouteAdmissionController
 from tests.support.routes import route_obj
@@ -72,7 +73,8 @@ def make(api: FakeApi, policy: Policy = POLICY) -> RouteAdmissionController:
 
 
 async def settle(ctrl: RouteAdmissionController, api: FakeApi, rounds: int = 10) -> None:
-    """Deliver queued watch events (index first, then handler, like kopf) until quiet."""
+    """Deliver queued watch events (as the operator's list-watch feed does) until quiet."""
+    feed = Feed(ctrl, [], asyncio.get_running_loop())
     for _ in range(rounds):
         events, api.events = api.events, []
         if not events:
@@ -81,13 +83,7 @@ async def settle(ctrl: RouteAdmissionController, api: FakeApi, rounds: int = 10)
                 return
             continue
         for typ, body in events:
-            uid = body["metadata"]["uid"]
-            if typ == "DELETED":
-                ctrl.forget(uid)
-                ctrl.kick()
-            else:
-                ctrl.observe(body)
-                ctrl.kick(uid)
+            feed.event(None, typ, body)
         await asyncio.sleep(0)
         await ctrl.drain()
     raise AssertionError("did not settle")
@@ -339,4 +335,27 @@ def test_second_decision_while_first_write_in_flight_is_not_lost():
         await settle(ctrl, api)
         assert admitted(api, "ns2", "older") == "True"
         assert ingress(api, "ns1", "newer")["conditions"][0]["reason"] == "HostAlreadyClaimed"
+    run(scenario())
+
+
+def test_feed_listing_replaces_its_scope_and_filters_namespaces():
+    async def scenario():
+        api = FakeApi()
+        ctrl = make(api)
+        feed = Feed(ctrl, ["ns1", "ns2"], asyncio.get_running_loop())
+        assert feed.scopes == ["ns1", "ns2"]
+        a, b, c = (route_obj(n, ns, host=f"{n}.example.com") for n, ns in (("a", "ns1"), ("b", "ns1"), ("c", "ns2")))
+        feed.replace("ns1", [a, b])
+        feed.replace("ns2", [c, route_obj("x", "ns3")])  # not this scope's: ignored
+        assert feed.listed["ns1"].is_set() and feed.listed["ns2"].is_set()
+        assert sorted(o.name for o in ctrl.observed.values()) == ["a", "b", "c"]
+        feed.replace("ns1", [a])  # relisted after a gap: b was deleted meanwhile; ns2 untouched
+        assert sorted(o.name for o in ctrl.observed.values()) == ["a", "c"]
+        feed.event("ns2", "DELETED", c)
+        assert sorted(o.name for o in ctrl.observed.values()) == ["a"]
+        globbed = Feed(make(api), ["ns*", "!ns2"], asyncio.get_running_loop())
+        assert globbed.scopes == [None]
+        globbed.replace(None, [a, c])
+        assert [o.name for o in globbed.ctrl.observed.values()] == ["a"]
+        await ctrl.drain()
     run(scenario())

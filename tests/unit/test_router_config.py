@@ -16,6 +16,7 @@ from netshift.router import annotations as ann
 from netshift.router import haproxy_config as hc
 from netshift.router.endpoints import Endpoint, endpoint_weights, endpoints_from_slices, select_port, service_of
 from netshift.router.routes import served_route
+from netshift.router.runtime import Server
 from netshift.router.state import RouterState
 from tests.support import certs
 from tests.support.routes import ROUTER, served_route_obj, slice_obj
@@ -49,7 +50,8 @@ def backend(rendered: hc.Rendered, name: str) -> list[str]:
 
 
 def servers(rendered: hc.Rendered, name: str) -> list[str]:
-    return [line for line in backend(rendered, name) if line.startswith("server ")]
+    """The server lines of the slots holding an endpoint."""
+    return [line for line in backend(rendered, name) if line.startswith("server ") and not line.endswith(" disabled")]
 
 
 def map_lines(rendered: hc.Rendered, name: str) -> list[tuple[str, str]]:
@@ -400,13 +402,30 @@ def test_target_port_selects_endpoint_ports() -> None:
 
 def test_server_lines() -> None:
     eps = {("ns", "svc"): [Endpoint("10.0.0.1", 8080, "http", "pod-a"), Endpoint("fd00::5", 8080, "http", "pod-b")]}
-    lines = servers(render(served_route_obj("r", "r.example.com"), endpoints=eps), "be_http:ns:r")
-    assert lines[0] == (f"server pod:pod-a:svc:http:10.0.0.1:8080 10.0.0.1:8080 cookie "
-                        f"{hc.short_hash('pod:pod-a:svc:http:10.0.0.1:8080')} weight 256 check inter 5000ms")
-    assert lines[1].split()[2] == "ipv6@fd00::5:8080"
-    single = servers(render(served_route_obj("r", "r.example.com"),
-                            endpoints={("ns", "svc"): [Endpoint("10.0.0.1", 80)]}), "be_http:ns:r")
-    assert "check" not in single[0]  # one endpoint: nothing to fail over to
+    r = render(served_route_obj("r", "r.example.com"), endpoints=eps)
+    lines = backend(r, "be_http:ns:r")
+    slots = [line for line in lines if line.startswith("server ")]
+    assert slots[0] == (f"server s1 10.0.0.1:8080 cookie {hc.short_hash('be_http:ns:r/s1')} "
+                        "weight 256 check inter 5000ms")
+    assert slots[1].split()[2] == "ipv6@fd00::5:8080"
+    # Eight slots (the minimum); the empty ones wait in maintenance for the runtime API.
+    assert len(slots) == 8 and slots[7] == (f"server s8 {hc.EMPTY_SLOT_ADDRESS} cookie "
+                                            f"{hc.short_hash('be_http:ns:r/s8')} weight 0 check inter 5000ms disabled")
+    assert r.servers["be_http:ns:r"][:2] == (Server("10.0.0.1", 8080, 256), Server("fd00::5", 8080, 256))
+
+
+def test_slots_keep_servers_in_place_and_the_shape_ignores_endpoints() -> None:
+    def eps(*last: int) -> dict:
+        return {("ns", "svc"): [Endpoint(f"10.0.0.{n}", 80) for n in last]}
+    route = served(served_route_obj("r", "r.example.com"))
+    first = hc.render(route, eps(1, 2, 3), SETTINGS)
+    later = hc.render(route, eps(3, 4), SETTINGS, first.servers)
+    # 3 stays in its slot, 4 takes the lowest free one (1's).
+    assert later.servers["be_http:ns:r"][:4] == (Server("10.0.0.4", 80, 256), None, Server("10.0.0.3", 80, 256), None)
+    assert later.shape == first.shape and later.config != first.config
+    grown = hc.render(route, eps(*range(1, 10)), SETTINGS, later.servers)  # 9 > 8 slots: 16, a new shape
+    assert len(grown.servers["be_http:ns:r"]) == 16 and grown.shape != first.shape
+    assert grown.servers["be_http:ns:r"][2] == Server("10.0.0.3", 80, 256)  # still in its slot
 
 
 # --- annotations in the backends -----------------------------------------------------------------

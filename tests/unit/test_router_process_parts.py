@@ -1,17 +1,19 @@
 """The router process's helpers that need no cluster: master CLI parsing, the config store, the
-default certificate, the CLI (`--render`, the file descriptor fit of --maxconn)."""
+default certificate, the CLI (`--render`, the file descriptor fit of --maxconn), reload coalescing."""
 from __future__ import annotations
 
 import json
 import pathlib
 import resource
+import threading
+import time
 
 from cryptography import x509
 
 from netshift.cli import build_parser, main
 from netshift.router import haproxy_config as hc
 from netshift.router.haproxy import Proc, fit_maxconn, parse_show_proc
-from netshift.router.runner import default_certificate
+from netshift.router.runner import Router, default_certificate
 from netshift.router.store import ConfigStore
 from netshift.settings import RouterSettings, load
 from tests.support import certs
@@ -31,6 +33,7 @@ SHOW_PROC = """#<PID>          <type>          <reloads>       <uptime>        <
 def test_parse_show_proc() -> None:
     assert parse_show_proc(SHOW_PROC) == [Proc(1162, "master", 5), Proc(1271, "worker", 0),
                                           Proc(1233, "worker", 3, old=True)]
+    assert parse_show_proc(SHOW_PROC.replace("[failed: 0]", "[failed: 2]"))[0] == Proc(1162, "master", 5, failed=2)
     assert parse_show_proc("") == []
 
 
@@ -105,3 +108,42 @@ def test_fit_maxconn() -> None:
     if hard != resource.RLIM_INFINITY:
         assert fit_maxconn(hard) == (resource.getrlimit(resource.RLIMIT_NOFILE)[0] - 1024) // 2
     resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_reloads_at_once_when_idle_then_coalesced_within_the_interval(tmp_path: pathlib.Path) -> None:
+    router = Router(router_name="r", settings=hc.Settings(files_dir="", run_dir=str(tmp_path), default_certificate=""),
+                    config_dir=str(tmp_path / "config"), haproxy_bin="haproxy", min_interval=1.0)
+    reloads: list[float] = []
+    syncs: list[bool] = []
+
+    def sync(reload_ok: bool = True) -> str:  # every change needs a reload; HAProxy is not involved
+        router.dirty.clear()
+        syncs.append(reload_ok)
+        if not reload_ok:
+            return "deferred"
+        reloads.append(time.monotonic())
+        router._last_reload = reloads[-1]
+        router.synced_once.set()
+        return "reloaded"
+
+    router.sync = sync  # type: ignore[method-assign]
+    ready = threading.Event()
+    ready.set()
+    loop = threading.Thread(target=router.run_loop, args=([ready],))
+    loop.start()
+    try:
+        time.sleep(1.2)  # the first configuration, then quiet
+        assert len(reloads) == 1
+        changed = time.monotonic()
+        router.dirty.set()
+        time.sleep(0.2)
+        assert len(reloads) == 2 and reloads[1] - changed < 0.2  # after a quiet period: at once
+        for _ in range(10):  # a burst within the interval: one more reload, at the end of the interval
+            router.dirty.set()
+            time.sleep(0.03)
+        time.sleep(0.9)
+        assert len(reloads) == 3 and reloads[2] - reloads[1] >= 1.0
+        assert syncs.count(False) >= 2  # deferred renders in between (the runtime API's turn)
+    finally:
+        router.stop.set()
+        loop.join(timeout=5)

@@ -340,7 +340,17 @@ def transitions(previous: Sequence[Mapping[str, Any]] | None,
     return out
 
 
-def routine_progress(status: Mapping[str, Any]) -> bool:
-    """Whether `status` says "rolling out, nothing wrong" (worth holding back for a few seconds)."""
-    by_type = {c.get("type"): c.get("status") for c in status.get("conditions") or []}
-    return by_type.get(PROGRESSING) == "True" and by_type.get(DEGRADED) == "False"
+# A pod in these states is expected to move on by itself within seconds (the Deployment controller,
+# the scheduler, the kubelet or the agent is at work): worth holding the status back for.
+_MOVING = {"PodPending", "PodStarting", "PodNotReady", "RollingOut"}
+
+
+def settling(status: Mapping[str, Any]) -> bool:
+    """Whether `status` says "rolling out, nothing wrong, about to change" (worth holding back for a
+    few seconds). A routine state that may last (PodUnschedulable: waiting for capacity) is not: it
+    is written at once, so a router waiting for room costs one status write like a router that runs."""
+    by_type = {c.get("type"): c for c in status.get("conditions") or []}
+    available = by_type.get(AVAILABLE) or {}
+    return ((by_type.get(PROGRESSING) or {}).get("status") == "True"
+            and (by_type.get(DEGRADED) or {}).get("status") == "False"
+            and (available.get("status") == "True" or available.get("reason") in _MOVING))

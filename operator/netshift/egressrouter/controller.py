@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import json
 import logging
 from collections.abc import Mapping
 from typing import Any, cast
@@ -36,8 +37,15 @@ ROUTER_INDEX = "egressrouter_routers"
 POD_INDEX = "egressrouter_pods"
 
 
+def pack(obj: Mapping[str, Any]) -> str:
+    """An object as the indexes keep it: compact JSON, a sixth of the memory of the parsed object (a
+    router's six objects are ~60 KiB parsed); the reconcile parses the few it reads."""
+    return json.dumps(obj, separators=(",", ":"))
+
+
 class Cache:
-    """The reconcile's view of the kopf indexes (live mappings, bound on the first event)."""
+    """The reconcile's view of the kopf indexes (live mappings of packed objects, bound on the first
+    event)."""
 
     def __init__(self) -> None:
         self.indices: Mapping[str, Any] = {}
@@ -49,7 +57,7 @@ class Cache:
 
     def _all(self, index: str, key: tuple[str, str]) -> list[Mapping[str, Any]]:
         idx = self.indices.get(index)
-        return list(idx[key]) if idx is not None and key in idx else []
+        return [json.loads(packed) for packed in idx[key]] if idx is not None and key in idx else []
 
     def router(self, namespace: str, name: str) -> Mapping[str, Any] | None:
         return next(iter(self._all(ROUTER_INDEX, (namespace, name))), None)

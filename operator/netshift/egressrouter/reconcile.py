@@ -34,18 +34,19 @@ from netshift.egressrouter.render import (
     render,
 )
 from netshift.egressrouter.spec import Problem, RouterConfig, parse
-from netshift.kube import Kube, error_message
+from netshift.kube import ApiError, Kube, error_message
 from netshift.models import rfc3339_now
 from netshift.models.egressrouter import KIND, NAD_KIND, EgressRouter
 
 log = logging.getLogger("netshift.egressrouter")
 
 POLL_WAITING_POD_SECONDS = 10.0  # a scheduled pod that is not ready: re-read its events this often
-# A routine rollout (Progressing, not Degraded) is written only if it lasts SETTLE_SECONDS after the
-# Deployment controller saw the Deployment (at most MAX_HOLD_SECONDS after we did): most routers go
-# straight from nothing to their settled status in one write, also when the controller lags behind.
+# A routine rollout about to move on (cond.settling) is written only if it lasts SETTLE_SECONDS after
+# the Deployment controller saw the Deployment; until it has, we wait for it (at most MAX_HOLD_SECONDS
+# after we held the status first): most routers go straight from nothing to their settled status in
+# one write, also when kube-controller-manager lags minutes behind a burst of new routers.
 SETTLE_SECONDS = 20.0
-MAX_HOLD_SECONDS = 60.0
+MAX_HOLD_SECONDS = 300.0
 RECREATE_POLL_SECONDS = 1.0  # a child being deleted for a re-create: look again (the watch is first)
 
 
@@ -298,7 +299,7 @@ class Reconciler:
             try:
                 applied = self.kube.apply(kind, desired)
             except Exception as exc:
-                if kind == NAD_KIND and getattr(exc, "status", None) == 404:
+                if kind == NAD_KIND and isinstance(exc, ApiError) and exc.not_found:
                     raise _NadNotServed() from exc
                 refusal = f"applying {kind} {namespace}/{name} failed: {error_message(exc)}"
                 if self._repair(child, desired, observed, exc):
@@ -341,14 +342,14 @@ class Reconciler:
     def _repair(self, child: tuple[str, str, str], desired: dict[str, Any],
                 observed: Mapping[str, Any] | None, exc: Exception) -> bool:
         """Re-creates the child if the policy says so (see `repair`); whether it did."""
-        action = repair.after_refused_apply(getattr(exc, "status", None), exists=observed is not None,
+        action = repair.after_refused_apply(_status(exc), exists=observed is not None,
                                             recreated_before=child in self._recreated)
         if action is repair.Repair.PROBE:
             try:
                 self.kube.dry_run_create(child[0], desired)
                 action = repair.after_probe(None)
             except Exception as probe:
-                action = repair.after_probe(getattr(probe, "status", 0))
+                action = repair.after_probe(_status(probe) or 0)
         if action is not repair.Repair.RECREATE or observed is None:
             return False
         self._recreate(child, observed)
@@ -375,14 +376,14 @@ class Reconciler:
     def _hold(self, key: tuple[str, str], status: Mapping[str, Any],
               deployment: Mapping[str, Any] | None) -> float:
         """Seconds to hold back writing `status` (0: write it now)."""
-        if not cond.routine_progress(status):
+        if not cond.settling(status):
             self._forget_progress(key)
             return 0.0
         now = time.monotonic()
-        left = self._progress_since.setdefault(key, now) + MAX_HOLD_SECONDS - now
+        since = self._progress_since.setdefault(key, now)
         if cond.deployment_observed(deployment):
-            left = min(left, self._observed_since.setdefault(key, now) + SETTLE_SECONDS - now)
-        return max(0.0, left)
+            return max(0.0, self._observed_since.setdefault(key, now) + SETTLE_SECONDS - now)
+        return max(0.0, since + MAX_HOLD_SECONDS - now)
 
     def _forget_progress(self, key: tuple[str, str]) -> None:
         self._progress_since.pop(key, None)
@@ -432,6 +433,11 @@ class Reconciler:
         for type_, status in new.items():
             if old.get(type_) != status:
                 metrics.CONDITIONS.labels(kind=KIND, type=type_, status=status).inc()
+
+
+def _status(exc: Exception) -> int | None:
+    """The API server's answer to a failed request (None: not an answer of the API server)."""
+    return exc.status if isinstance(exc, ApiError) else None
 
 
 def _summary(router: EgressRouter) -> str:

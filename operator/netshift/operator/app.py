@@ -2,6 +2,7 @@
 controllers' state in kopf's memo, the metrics endpoint."""
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 from typing import Any
@@ -11,7 +12,7 @@ import kopf
 from netshift import metrics
 from netshift.egressrouter.controller import Controller
 from netshift.egressrouter.render import RenderSettings
-from netshift.operator import egressrouter, route
+from netshift.operator import egressrouter, malloc, route
 from netshift.settings import OperatorSettings
 
 log = logging.getLogger("netshift.operator")
@@ -43,10 +44,21 @@ def configure_settings(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.execution.max_workers = 20
 
 
+async def _trim_memory(memo: kopf.Memo, **_: Any) -> None:
+    memo.malloc_trim = asyncio.create_task(malloc.trim_forever(), name="malloc-trim")
+
+
+async def _stop_trimming(memo: kopf.Memo, **_: Any) -> None:
+    if "malloc_trim" in memo:
+        memo.malloc_trim.cancel()
+
+
 def registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
     reg = kopf.OperatorRegistry()
     kopf.on.login(registry=reg)(kopf.login_via_client)  # what kopf's default registry would use
     kopf.on.startup(id="house-settings", registry=reg)(configure_settings)
+    kopf.on.startup(id="malloc-trim", registry=reg)(_trim_memory)
+    kopf.on.cleanup(id="malloc-trim", registry=reg)(_stop_trimming)
     egressrouter.register(reg)
     if settings.routes_enabled:
         route.register(reg)

@@ -21,6 +21,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def run(args: argparse.Namespace) -> int:
+    from netshift.operator import malloc, slim
+
+    slim.load()  # before kopf and netshift.kube import kubernetes
+    malloc.limit_arenas()  # before any thread starts
     from netshift.operator import app  # kopf only for the operator
 
     settings = load(OperatorSettings, args)

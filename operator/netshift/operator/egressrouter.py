@@ -15,12 +15,12 @@ or stripped of that label produces an event for its router and is repaired withi
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, cast
 
 import kopf
 
-from netshift.egressrouter.controller import CHILD_INDEXES, POD_INDEX, ROUTER_INDEX
+from netshift.egressrouter.controller import CHILD_INDEXES, POD_INDEX, ROUTER_INDEX, pack
 from netshift.egressrouter.render import HA_KINDS, MANAGED_BY
 from netshift.kube.api import RESOURCES
 from netshift.models.egressrouter import GROUP, KIND, NAD_KIND, PLURAL, VERSION
@@ -31,8 +31,8 @@ CHILD_RESOURCES = {kind: RESOURCES[kind] for kind in ("Deployment", "Service", "
 PODS = RESOURCES["Pod"]
 
 
-# A kopf index entry: a (namespace, name) key -> the object without managedFields.
-Index = dict[tuple[str | None, str], dict[str, Any]]
+# A kopf index entry: a (namespace, name) key -> the object without managedFields, packed.
+Index = dict[tuple[str | None, str], str]
 
 
 def _trim(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -40,6 +40,13 @@ def _trim(body: Mapping[str, Any]) -> dict[str, Any]:
     meta = dict(body.get("metadata") or {})
     meta.pop("managedFields", None)
     return {**body, "metadata": meta}
+
+
+def _pod_view(body: Mapping[str, Any]) -> dict[str, Any]:
+    """What the reconcile reads of a pod (conditions.pod_state, the config nudge): its metadata, node
+    and status. The spec (containers, volumes, tolerations) is most of a pod and comes from the
+    Deployment we render."""
+    return {**_trim(body), "spec": {"nodeName": (body.get("spec") or {}).get("nodeName")}}
 
 
 def _owner(body: Mapping[str, Any]) -> str | None:
@@ -53,12 +60,14 @@ def _owned(body: Mapping[str, Any], **_: Any) -> bool:
     return _owner(body) is not None
 
 
-def _index(namespace: str | None, name: str, body: Any, **_: Any) -> Index:
-    return {(namespace, name): _trim(body)}
+# Indexers and handlers are coroutines: kopf runs a plain function on its thread pool, a hop per
+# watch event (CPU, and a malloc arena per thread), and the work queue belongs to the event loop.
+async def _index(namespace: str | None, name: str, body: Any, **_: Any) -> Index:
+    return {(namespace, name): pack(_trim(body))}
 
 
-def _pod_index(namespace: str | None, labels: Mapping[str, str], body: Any, **_: Any) -> Index:
-    return {(namespace, labels["app.kubernetes.io/instance"]): _trim(body)}
+async def _pod_index(namespace: str | None, labels: Mapping[str, str], body: Any, **_: Any) -> Index:
+    return {(namespace, labels["app.kubernetes.io/instance"]): pack(_pod_view(body))}
 
 
 async def _startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
@@ -79,9 +88,11 @@ def _holder(body: Mapping[str, Any]) -> str:
     return str((body.get("spec") or {}).get("holderIdentity") or "")
 
 
-def _event_handler(kind: str | None, router_of: Callable[[str, Mapping[str, Any]], str | None]) -> Callable[..., None]:
+def _event_handler(kind: str | None, router_of: Callable[[str, Mapping[str, Any]], str | None]
+                   ) -> Callable[..., Coroutine[Any, Any, None]]:
     """Keep the cache bound and the reconciler's recent writes current, queue the router."""
-    def handler(namespace: str | None, name: str, body: Any, type: str, memo: kopf.Memo, **kwargs: Any) -> None:
+    async def handler(namespace: str | None, name: str, body: Any, type: str, memo: kopf.Memo,
+                      **kwargs: Any) -> None:
         controller = memo.egressrouter
         controller.cache.bind(kwargs)
         if kind is not None and controller.reconciler is not None:

@@ -30,17 +30,6 @@ class KubeRouteApi:
     async def _run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
 
-    async def list_routes(self, namespaces: list[str]) -> list[dict[str, Any]]:
-        """Every route of the watched namespaces (kopf's patterns; all when empty)."""
-        exact = [n for n in namespaces if not any(ch in n for ch in "*?[!")]
-        scopes: list[str | None] = [*exact] if namespaces and len(exact) == len(namespaces) else [None]
-        items: list[dict[str, Any]] = []
-        for ns in scopes:
-            items.extend((await self._run(self.kube.list_all, KIND, ns))[0])
-        if namespaces and scopes == [None]:
-            items = [i for i in items if watched(i["metadata"]["namespace"], namespaces)]
-        return items
-
     async def patch_status(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
         return await self._run(self.kube.merge_patch, KIND, namespace, name, patch, sub="status")
 
@@ -59,6 +48,13 @@ class KubeRouteApi:
         else:
             self._pool.submit(self.kube.post_event, KIND, ref, reason=decision.reason or "Rejected",
                               message=decision.message or "", warning=True)
+
+
+def scopes(patterns: list[str]) -> list[str | None]:
+    """What to list and watch for kopf's namespace patterns: each namespace when they are all exact
+    names, else all namespaces (filtered with ``watched``)."""
+    exact = [n for n in patterns if not any(ch in n for ch in "*?[!")]
+    return [*exact] if patterns and len(exact) == len(patterns) else [None]
 
 
 def watched(namespace: str, patterns: list[str]) -> bool:

@@ -35,9 +35,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
             help="CA bundle verifying reencrypt backends without destinationCACertificate (unset: system CAs)")
     setting("--threads", field="router_threads", help="HAProxy threads (0: one per CPU)")
     setting("--maxconn", field="router_maxconn", help="HAProxy maxconn (0: HAProxy's, from the fd limit)")
-    setting("--reload-interval", field="router_reload_interval", help="minimum seconds between reloads")
+    setting("--reload-interval", field="router_reload_interval",
+            help="minimum seconds between reloads (one after a quiet period is immediate)")
     setting("--hard-stop-after", field="router_hard_stop_after",
-            help="bound the life of old HAProxy workers after a reload (e.g. 1h; unset: unbounded)")
+            help="stop old HAProxy workers (and their connections) this long after a reload "
+                 "(HAProxy time; \"\": never)")
     setting("--shutdown-delay", field="router_shutdown_delay",
             help="on SIGTERM, keep serving this many seconds first (load balancers and endpoints catch up)")
     p.add_argument("--grace-seconds", type=float, default=25.0,
@@ -62,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         http_port=s.router_http_port, https_port=s.router_https_port, stats_port=s.router_stats_port,
         bind_address=s.router_bind_address, bind_ipv6=s.router_ipv6, threads=s.router_threads or None,
         maxconn=s.router_maxconn or None, default_destination_ca=s.router_default_destination_ca,
-        hard_stop_after=s.router_hard_stop_after, access_log=s.router_access_log)
+        hard_stop_after=s.router_hard_stop_after or None, access_log=s.router_access_log)
     if args.render:
         data = json.loads(pathlib.Path(args.render).read_text())
         objs = data.get("items", []) if isinstance(data, dict) else data

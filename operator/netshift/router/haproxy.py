@@ -5,8 +5,11 @@ A reload makes the master re-execute itself with the same arguments: it starts n
 the (new) configuration at the same path, which take over the listening sockets of the old workers
 through the admin socket (``stats socket ... expose-fd listeners``, used automatically as ``-x`` by
 the master), then the old workers stop accepting and finish their connections (soft stop).
-Configurations are checked with ``haproxy -c`` before they are installed, so a reload never meets
-a configuration the new worker cannot load.
+A first configuration is checked with ``haproxy -c`` before HAProxy starts. A reload needs no
+separate check (it would parse everything a second time, on a new route's path to its first
+request): the re-executed master parses the new configuration itself and, when it cannot load it,
+keeps the old worker serving and counts the failure (``show proc``: ``[failed: 1]``), which
+``reload`` reports as ``ReloadRefused``.
 """
 from __future__ import annotations
 
@@ -30,6 +33,10 @@ log = logging.getLogger("netshift.router.haproxy")
 
 class HAProxyError(RuntimeError):
     pass
+
+
+class ReloadRefused(HAProxyError):
+    """The master could not load the new configuration; the previous worker keeps serving."""
 
 
 def find_binary(name: str) -> str | None:
@@ -68,6 +75,7 @@ class Proc:
     kind: str  # master | worker
     reloads: int
     old: bool = False
+    failed: int = 0  # the master's failed reloads since its last successful one
 
 
 def check(binary: str, config_path: str, timeout: float = 60) -> tuple[bool, str]:
@@ -119,7 +127,8 @@ def parse_show_proc(text: str) -> list[Proc]:
                 reloads = int(parts[2])
             except ValueError:
                 reloads = 0
-            out.append(Proc(int(parts[0]), parts[1], reloads, old))
+            failed = re.search(r"\[failed: (\d+)\]", line)
+            out.append(Proc(int(parts[0]), parts[1], reloads, old, int(failed.group(1)) if failed else 0))
     return out
 
 
@@ -166,21 +175,29 @@ class HAProxy:
                     return last
             except OSError:
                 pass
-            time.sleep(0.05)
+            time.sleep(0.01)  # a reload is on the path of a new route's first request
         raise HAProxyError(f"{message} within {timeout:.0f}s (processes: {last})")
 
     def reload(self, timeout: float = 30) -> None:
-        """Reload the configuration at ``config_path``; returns when the new worker runs."""
+        """Reload the configuration at ``config_path``; returns when the new worker runs, raises
+        ``ReloadRefused`` when the master could not load it (the old worker still serves)."""
         if not self.running:
             raise HAProxyError("HAProxy is not running")
-        before = {p.pid for p in self.workers()}
+        procs = self.processes()
+        before = {p.pid for p in procs if p.kind == "worker" and not p.old}
+        master_reloads = next((p.reloads for p in procs if p.kind == "master"), 0)
         try:
             _cli(self.master_socket, "reload")
         except OSError:
             assert self.proc is not None
             os.kill(self.proc.pid, signal.SIGUSR2)
-        self._wait(lambda procs: any(p.kind == "worker" and not p.old and p.pid not in before
-                                     for p in procs), timeout, "HAProxy reload did not start a new worker")
+
+        def new_worker_or_failure(procs: list[Proc]) -> bool:
+            return any((p.kind == "worker" and not p.old and p.pid not in before)
+                       or (p.kind == "master" and p.reloads > master_reloads and p.failed) for p in procs)
+        procs = self._wait(new_worker_or_failure, timeout, "HAProxy reload did not start a new worker")
+        if not any(p.kind == "worker" and not p.old and p.pid not in before for p in procs):
+            raise ReloadRefused("HAProxy could not load the new configuration; the previous one still serves")
         self.reloads += 1
 
     def stop(self, grace: float = 10) -> int | None:

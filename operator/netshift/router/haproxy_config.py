@@ -36,6 +36,7 @@ from netshift.route.hosts import domain_of
 from . import annotations as ann
 from .endpoints import Endpoint, endpoint_weights, select_port
 from .routes import HTTP, ServedRoute
+from .runtime import Server, Slots, assign, slot_name
 
 HTTP_MAP = "http.map"
 HTTPS_MAP = "https.map"
@@ -44,6 +45,7 @@ CERT_LIST = "certs.list"
 DEFAULT_BACKEND = "be_default"
 REDIRECT_BACKEND = "be_redirect_https"
 TLS_BACKEND = "be_tls"
+EMPTY_SLOT_ADDRESS = "127.0.0.1:1"  # never used: an empty slot is in maintenance
 BACKEND_PREFIX = {HTTP: "be_http", Termination.EDGE: "be_edge_http", Termination.REENCRYPT: "be_secure",
                   Termination.PASSTHROUGH: "be_tcp"}
 
@@ -79,6 +81,7 @@ class Settings:
     timeout_http_keep_alive: str = "300s"
     timeout_tunnel: str = "1h"
     inspect_delay: str = "5s"
+    server_slots: int = 8  # minimum server slots per backend (a power of two: see runtime.py)
 
     @property
     def admin_socket(self) -> str:
@@ -94,6 +97,8 @@ class Rendered:
     config: str
     files: dict[str, str]
     backends: dict[str, int]  # backend name -> number of servers (for tests, logs and metrics)
+    servers: dict[str, Slots]  # backend name -> its slots, as ``config`` renders them
+    shape: str  # ``config`` with every slot empty: what only a reload changes
 
 
 # --- helpers -------------------------------------------------------------------------------------
@@ -157,12 +162,8 @@ def _file_stem(r: ServedRoute) -> str:
     return f"{r.namespace}_{r.name}"
 
 
-def server_address(e: Endpoint) -> str:
-    return f"ipv6@{e.address}:{e.port}" if e.ipv6 else f"{e.address}:{e.port}"
-
-
-def server_name(service: str, e: Endpoint) -> str:
-    return f"pod:{e.target or '-'}:{service}:{e.port_name or '-'}:{e.address}:{e.port}"
+def server_address(address: str, port: int) -> str:
+    return f"ipv6@{address}:{port}" if ":" in address else f"{address}:{port}"
 
 
 def pem_bundle(*parts: str) -> str:
@@ -171,33 +172,20 @@ def pem_bundle(*parts: str) -> str:
 
 # --- the backend of one route -----------------------------------------------------------------------
 
-@dataclasses.dataclass(frozen=True)
-class _Server:
-    name: str
-    address: str
-    weight: int
-    cookie: str
-
-
 def route_servers(route: ServedRoute,
-                  endpoints: Mapping[tuple[str, str], Sequence[Endpoint]]) -> list[_Server]:
+                  endpoints: Mapping[tuple[str, str], Sequence[Endpoint]]) -> list[Server]:
     """The servers of a route's backend, weights applied (passthrough drops weight-0 servers)."""
     chosen = {service: select_port(endpoints.get((route.namespace, service), ()), route.target_port)
               for service in route.services}
     weights = endpoint_weights(route.backends, {s: len(eps) for s, eps in chosen.items()})
-    servers: list[_Server] = []
-    seen: set[str] = set()
+    servers: dict[tuple[str, int], Server] = {}
     for service, eps in chosen.items():
         weight = weights.get(service, 0)
         if route.termination == Termination.PASSTHROUGH and weight == 0:
             continue  # no cookies in TCP mode: a weight-0 server would only confuse balancing
-        for e in eps:
-            name = server_name(service, e)
-            if name in seen:
-                continue
-            seen.add(name)
-            servers.append(_Server(name, server_address(e), weight, short_hash(name)))
-    return servers
+        for e in eps:  # an address in two services of one route: the first service's weight
+            servers.setdefault((e.address, e.port), Server(e.address, e.port, weight))
+    return list(servers.values())
 
 
 def _allowlist_lines(route: ServedRoute, allow: tuple[str, ...], settings: Settings,
@@ -257,14 +245,35 @@ def header_action_lines(direction: str, actions: Sequence[tuple[str, str, str]])
     return out
 
 
+@dataclasses.dataclass(frozen=True)
+class _Backend:
+    head: list[str]  # the section without its server lines
+    slots: Slots
+    cookies: bool
+    server_options: str  # after the weight, the same for every slot
+
+
+def _server_lines(name: str, backend: _Backend, filled: bool) -> list[str]:
+    """The slots of a backend; ``filled=False``: every slot empty (the shape of the configuration)."""
+    out = []
+    for i, s in enumerate(backend.slots):
+        slot = slot_name(i)
+        cookie = f" cookie {short_hash(f'{name}/{slot}')}" if backend.cookies else ""
+        if s is not None and filled:
+            out.append(f"  server {slot} {server_address(s.address, s.port)}{cookie} weight {s.weight}"
+                       f"{backend.server_options}")
+        else:  # in maintenance until the runtime API gives it an address
+            out.append(f"  server {slot} {EMPTY_SLOT_ADDRESS}{cookie} weight 0{backend.server_options} disabled")
+    return out
+
+
 def render_backend(route: ServedRoute, endpoints: Mapping[tuple[str, str], Sequence[Endpoint]],
-                   settings: Settings, files: dict[str, str]) -> tuple[list[str], int]:
-    """The ``backend`` section of one route, and its number of servers."""
+                   settings: Settings, files: dict[str, str], current: Slots | None = None) -> _Backend:
+    """The ``backend`` section of one route; its servers in ``current``'s slots (grown if needed)."""
     opts = ann.parse(route.annotation_map)
-    servers = route_servers(route, endpoints)
+    slots = assign(current, route_servers(route, endpoints), settings.server_slots)
     active_services = sum(1 for s, w in endpoint_weights(
         route.backends, dict.fromkeys(route.services, 1)).items() if w > 0)
-    active_servers = sum(1 for s in servers if s.weight > 0)
     lines = [f"backend {backend_name(route)}"]
     body: list[str] = []
     if route.termination == Termination.PASSTHROUGH:
@@ -319,12 +328,11 @@ def render_backend(route: ServedRoute, endpoints: Mapping[tuple[str, str], Seque
         else:
             ca = settings.default_destination_ca or "@system-ca"
         ssl_opts = f" ssl verify required ca-file {ca}"
-    check = f" check inter {opts.check_interval or '5000ms'}" if active_servers > 1 else ""
+    # Every slot is checked (which slots hold a server changes without a reload).
+    check = f" check inter {opts.check_interval or '5000ms'}"
     maxconn = f" maxconn {opts.pod_maxconn}" if opts.pod_maxconn else ""
-    for s in servers:
-        cookie = f" cookie {s.cookie}" if route.termination != Termination.PASSTHROUGH and opts.cookies else ""
-        body.append(f"server {s.name} {s.address}{cookie} weight {s.weight}{ssl_opts}{check}{maxconn}")
-    return lines + ["  " + b for b in body], len(servers)
+    return _Backend(lines + ["  " + b for b in body], slots,
+                    route.termination != Termination.PASSTHROUGH and opts.cookies, f"{ssl_opts}{check}{maxconn}")
 
 
 # --- the whole configuration ------------------------------------------------------------------------
@@ -383,8 +391,9 @@ def _http_frontend_common(map_path: str, settings: Settings) -> list[str]:
 
 
 def render(routes: Iterable[ServedRoute], endpoints: Mapping[tuple[str, str], Sequence[Endpoint]],
-           settings: Settings) -> Rendered:
-    """The configuration of a router serving ``routes`` (already admitted for it)."""
+           settings: Settings, slots: Mapping[str, Slots] | None = None) -> Rendered:
+    """The configuration of a router serving ``routes`` (already admitted for it); ``slots``: the
+    servers HAProxy has now (each keeps its slot)."""
     ordered = sorted(routes, key=_specificity)
     files: dict[str, str] = {}
     d = settings.files_dir
@@ -393,16 +402,13 @@ def render(routes: Iterable[ServedRoute], endpoints: Mapping[tuple[str, str], Se
     sni_map: list[str] = []
     cert_list: list[str] = []
     cert_hosts: set[str] = set()
-    backends_text: list[str] = []
-    backends: dict[str, int] = {}
+    rendered_backends: dict[str, _Backend] = {}
 
     for r in ordered:
         name = backend_name(r)
-        if name in backends:
+        if name in rendered_backends:
             continue
-        text, count = render_backend(r, endpoints, settings, files)
-        backends[name] = count
-        backends_text += ["", *text]
+        rendered_backends[name] = render_backend(r, endpoints, settings, files, (slots or {}).get(name))
         key = route_regex(r.host, r.path, r.wildcard)
         if r.termination == Termination.PASSTHROUGH:
             sni_map.append(f"{sni_regex(r.host, r.wildcard)} {name}")
@@ -460,5 +466,10 @@ def render(routes: Iterable[ServedRoute], endpoints: Mapping[tuple[str, str], Se
     out += ["", f"backend {DEFAULT_BACKEND}", "  mode http",
             "", f"backend {REDIRECT_BACKEND}", "  mode http",
             "  http-request redirect scheme https code 302"]
-    out += backends_text
-    return Rendered(config="\n".join(out) + "\n", files=files, backends=backends)
+    full, shape = list(out), out
+    for name, b in rendered_backends.items():
+        full += ["", *b.head, *_server_lines(name, b, filled=True)]
+        shape += ["", *b.head, *_server_lines(name, b, filled=False)]
+    return Rendered(config="\n".join(full) + "\n", files=files, shape="\n".join(shape) + "\n",
+                    backends={n: sum(1 for s in b.slots if s is not None) for n, b in rendered_backends.items()},
+                    servers={n: b.slots for n, b in rendered_backends.items()})

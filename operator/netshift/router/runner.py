@@ -1,11 +1,16 @@
-"""The router process: watch Routes and EndpointSlices, render, check, install, reload HAProxy.
+"""The router process: watch Routes and EndpointSlices, render, then reload HAProxy or update it live.
 
 Threads: one list-watch per resource feeds ``RouterState`` (under a lock) and wakes the sync loop;
 the sync loop (the main thread) waits for both initial listings, then renders whenever something
-relevant changed, at most once per ``min_interval`` (bursts coalesce into one reload). A rendered
-configuration that equals the installed one is dropped (no reload); a new one is written to the
-inactive slot, checked with ``haproxy -c`` and only then installed and reloaded. A configuration
-HAProxy refuses is logged and counted, and the last good one keeps serving.
+relevant changed. Every backend's servers live in slots (see ``runtime``): when the rendered
+configuration differs from the installed one only in which endpoints fill the slots, the slots are
+updated through HAProxy's admin socket, with no reload. Otherwise (routes, certificates, the set of
+backends, a backend outgrowing its slots) the configuration is written to the inactive slot
+directory, installed and reloaded. The first one is checked with ``haproxy -c`` before HAProxy
+starts; a reload HAProxy refuses leaves the old worker serving, the previous file is put back and
+the refusal is logged with HAProxy's messages and counted. Reloads are coalesced: immediate after
+a quiet period, then at most one per ``min_interval`` (while a reload waits, endpoint changes of
+existing backends still go through the admin socket).
 """
 from __future__ import annotations
 
@@ -15,12 +20,14 @@ import pathlib
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-from . import haproxy, haproxy_config
+from . import haproxy, haproxy_config, runtime
+from .endpoints import Endpoint
+from .routes import ServedRoute
 from .state import RouterState
 from .store import ConfigStore, write_private
 
@@ -33,9 +40,15 @@ class Metrics:
 
     def __post_init__(self) -> None:
         r = self.registry
-        self.reloads = Counter("netshift_router_reloads", "HAProxy reloads by result", ["result"], registry=r)
+        self.reloads = Counter("netshift_router_reloads", "HAProxy (re)loads by result (ok, started, refused, "
+                               "error) and cause (start, config, server-slots, runtime-error)", ["result", "cause"],
+                               registry=r)
+        self.runtime_updates = Counter("netshift_router_runtime_updates", "Endpoint changes applied through "
+                                       "HAProxy's admin socket, without a reload, by result", ["result"], registry=r)
+        self.runtime_commands = Counter("netshift_router_runtime_commands",
+                                        "Commands sent to HAProxy's admin socket", registry=r)
         self.renders = Counter("netshift_router_renders", "Configurations rendered by outcome "
-                               "(unchanged, installed, invalid)", ["outcome"], registry=r)
+                               "(unchanged, runtime, installed, invalid)", ["outcome"], registry=r)
         self.routes = Gauge("netshift_router_routes", "Routes served", registry=r)
         self.backends_without_servers = Gauge(
             "netshift_router_routes_without_endpoints", "Served routes whose backend has no server", registry=r)
@@ -49,7 +62,7 @@ class Metrics:
 
 class Router:
     def __init__(self, *, router_name: str, settings: haproxy_config.Settings, config_dir: str,
-                 haproxy_bin: str, min_interval: float = 1.0, metrics: Metrics | None = None,
+                 haproxy_bin: str, min_interval: float = 5.0, metrics: Metrics | None = None,
                  haproxy_output: Any = None) -> None:
         self.router_name = router_name
         self.settings = settings
@@ -63,7 +76,10 @@ class Router:
         self.lock = threading.Lock()
         self.dirty = threading.Event()
         self.stop = threading.Event()
-        self._last_sync = 0.0
+        self.runtime = runtime.RuntimeAPI(settings.admin_socket)
+        self.slots: dict[str, runtime.Slots] = {}  # what HAProxy's current worker has in its server slots
+        self._last_reload = -float("inf")
+        self._last_sync = -float("inf")
         self._certificate_problems: list[str] = []
         self.synced_once = threading.Event()
 
@@ -88,9 +104,8 @@ class Router:
 
     # --- sync ------------------------------------------------------------------------------------
 
-    def sync(self) -> bool:
-        """Render and, when it changed, install and (re)load; True when HAProxy was (re)loaded."""
-        t0 = time.monotonic()
+    def sync(self, reload_ok: bool = True) -> str:
+        """Render the current state and apply it (see ``install``)."""
         with self.lock:
             self.dirty.clear()
             routes, endpoints = self.state.snapshot()
@@ -100,56 +115,124 @@ class Router:
                 if line not in self._certificate_problems:
                     log.warning("%s", line)
             self._certificate_problems = problems
+        return self.install(routes, endpoints, reload_ok=reload_ok)
+
+    def install(self, routes: list[ServedRoute], endpoints: Mapping[tuple[str, str], Sequence[Endpoint]], *,
+                reload_ok: bool = True) -> str:
+        """Apply a rendering: ``unchanged``, ``runtime`` (servers updated live), ``deferred`` (a reload
+        is due but ``reload_ok`` is false: live updates only), ``invalid``, ``reloaded`` or ``started``."""
+        t0 = time.monotonic()
+        self._last_sync = t0
         files_dir = self.store.next_dir()
-        rendered = haproxy_config.render(routes, endpoints, dataclasses.replace(self.settings, files_dir=files_dir))
+        rendered = haproxy_config.render(routes, endpoints, dataclasses.replace(self.settings, files_dir=files_dir),
+                                         self.slots)
         self.metrics.routes.set(len(rendered.backends))
         self.metrics.backends_without_servers.set(sum(1 for n in rendered.backends.values() if n == 0))
-        if not self.store.changed(rendered, files_dir) and self.haproxy.running:
-            self.metrics.renders.labels("unchanged").inc()
-            return False
+        cause = "start"
+        if self.haproxy.running:
+            # Endpoints first, through the admin socket, whatever else changed: they never wait for
+            # a reload (deferred, or refused while a broken route is served).
+            try:
+                changed = self._update_servers(rendered.servers)
+            except runtime.RuntimeAPIError as exc:
+                log.warning("%s: reloading instead", exc)
+                cause = "runtime-error"
+            else:
+                if not self.store.changed(rendered, files_dir):
+                    outcome = "runtime" if changed else "unchanged"
+                    self.metrics.renders.labels(outcome).inc()
+                    return outcome
+                if not reload_ok:
+                    return "deferred"
+                grew = any(len(slots) > len(self.slots.get(name, slots)) for name, slots in rendered.servers.items())
+                cause = "server-slots" if grew else "config"
         staged = self.store.stage(rendered, files_dir)
+        # A reload checks the configuration itself (see haproxy.py): only a start needs haproxy -c.
+        if not self.haproxy.running and not self._valid(staged):
+            return "invalid"
+        self.store.commit(rendered, files_dir)
+        try:
+            if self.haproxy.running:
+                self.haproxy.reload()
+                outcome = "reloaded"
+                self.metrics.reloads.labels("ok", cause).inc()
+            else:
+                self.haproxy.start()
+                outcome = "started"
+                self.metrics.reloads.labels("started", cause).inc()
+        except haproxy.ReloadRefused:
+            self.metrics.reloads.labels("refused", cause).inc()
+            self.store.rollback()
+            self._valid(staged)  # for HAProxy's messages
+            return "invalid"
+        except haproxy.HAProxyError:
+            self.metrics.reloads.labels("error", cause).inc()
+            raise
+        self.metrics.renders.labels("installed").inc()
+        self.slots = dict(rendered.servers)
+        self._last_reload = time.monotonic()
+        self.metrics.last_reload.set_to_current_time()
+        self.metrics.sync_seconds.observe(time.monotonic() - t0)
+        log.info("configuration installed (%s): %d routes, %d without endpoints (%.0f ms)", cause,
+                 len(rendered.backends), sum(1 for n in rendered.backends.values() if n == 0),
+                 (time.monotonic() - t0) * 1000)
+        self.synced_once.set()
+        return outcome
+
+    def _valid(self, staged: str) -> bool:
         ok, output = haproxy.check(self.haproxy_bin, staged)
         if not ok:
             self.metrics.renders.labels("invalid").inc()
             log.error("HAProxy refused the new configuration; still serving the previous one:\n%s", output)
+        return ok
+
+    def _update_servers(self, desired: Mapping[str, runtime.Slots]) -> bool:
+        """Bring the slots of the backends HAProxy has (with as many slots) to ``desired`` through the
+        admin socket; True when something was sent. Others wait for the next reload."""
+        cmds: list[str] = []
+        updated = {}
+        for name, slots in desired.items():
+            current = self.slots.get(name)
+            if current is not None and (todo := runtime.commands(name, current, slots)):
+                cmds += todo
+                updated[name] = slots
+        if not cmds:
             return False
-        self.store.commit(rendered, files_dir)
-        self.metrics.renders.labels("installed").inc()
         try:
-            if self.haproxy.running:
-                self.haproxy.reload()
-                self.metrics.reloads.labels("ok").inc()
-            else:
-                self.haproxy.start()
-                self.metrics.reloads.labels("started").inc()
-        except haproxy.HAProxyError:
-            self.metrics.reloads.labels("error").inc()
+            self.runtime.apply(cmds)
+        except runtime.RuntimeAPIError:
+            self.metrics.runtime_updates.labels("error").inc()
             raise
-        self.metrics.last_reload.set_to_current_time()
-        self.metrics.sync_seconds.observe(time.monotonic() - t0)
-        log.info("configuration installed: %d routes, %d without endpoints (%.0f ms)", len(rendered.backends),
-                 sum(1 for n in rendered.backends.values() if n == 0), (time.monotonic() - t0) * 1000)
-        self.synced_once.set()
+        self.slots.update(updated)
+        self.metrics.runtime_updates.labels("ok").inc()
+        self.metrics.runtime_commands.inc(len(cmds))
+        log.info("servers updated without reload: %s", ", ".join(sorted(updated)))
         return True
 
-    def run_loop(self, ready: list[threading.Event], resync_seconds: float = 300.0) -> None:
-        """Until stopped: wait for the first listings, then sync on changes (rate limited)."""
+    def run_loop(self, ready: list[threading.Event], resync_seconds: float = 300.0,
+                 min_sync_interval: float = 0.1) -> None:
+        """Until stopped: wait for the first listings, then sync on changes. A change after a quiet
+        period is applied at once; within ``min_sync_interval`` of a sync it waits for the rest of
+        that interval (bursts of endpoint events coalesce); reloads wait for ``min_interval``."""
         while not self.stop.is_set() and not all(e.is_set() for e in ready):
             self.stop.wait(0.1)
         last_full = 0.0
+        pending = False  # a reload deferred by min_interval
         while not self.stop.is_set():
             if self.haproxy.proc is not None and not self.haproxy.running:
                 raise haproxy.HAProxyError(f"HAProxy exited with {self.haproxy.proc.returncode}")
-            wait = self._last_sync + self.min_interval - time.monotonic()
-            if wait > 0:
+            now = time.monotonic()
+            reload_at = self._last_reload + self.min_interval
+            if not (self.dirty.is_set() or (pending and now >= reload_at) or not self.synced_once.is_set()
+                    or now - last_full > resync_seconds):
+                self.dirty.wait(min(1.0, max(0.0, reload_at - now)) if pending else 1.0)
+                continue
+            if (wait := self._last_sync + min_sync_interval - now) > 0:
                 self.stop.wait(wait)
                 continue
-            if self.dirty.is_set() or not self.synced_once.is_set() or time.monotonic() - last_full > resync_seconds:
-                last_full = time.monotonic()
-                self._last_sync = time.monotonic()
-                self.sync()
-                continue
-            self.dirty.wait(1.0)
+            if now - last_full > resync_seconds:
+                last_full = now
+            pending = self.sync(reload_ok=now >= reload_at) == "deferred"
 
 
 def default_certificate(path: str | None, config_dir: str, names: list[str]) -> str:

@@ -3,9 +3,9 @@
 ``<base>/haproxy.cfg`` is the configuration the master runs (its path never changes: a reload
 re-reads it). Each configuration references its maps and certificates in a slot directory
 (``<base>/a`` or ``<base>/b``). A new configuration is written to the slot the running one does not
-use, checked there (``<slot>/haproxy.cfg``), and only then copied over ``<base>/haproxy.cfg``
-(rename: atomic). HAProxy reads every referenced file when a worker starts, so rewriting the
-inactive slot never affects running workers.
+use, then copied over ``<base>/haproxy.cfg`` (rename: atomic); when HAProxy cannot load it,
+``rollback`` puts the previous one back. HAProxy reads every referenced file when a worker starts,
+so rewriting the inactive slot never affects running workers.
 """
 from __future__ import annotations
 
@@ -34,6 +34,7 @@ class ConfigStore:
         self.base.mkdir(parents=True, exist_ok=True)
         self.active: str | None = None
         self._installed: tuple[str, tuple[tuple[str, str], ...]] | None = None
+        self._previous: tuple[str | None, tuple[str, tuple[tuple[str, str], ...]] | None, str | None] | None = None
 
     @property
     def config_path(self) -> str:
@@ -45,8 +46,9 @@ class ConfigStore:
         return str(self.base / slot)
 
     def _normalized(self, rendered: Rendered, files_dir: str) -> tuple[str, tuple[tuple[str, str], ...]]:
-        # The same configuration rendered for the other slot differs only by the slot path.
-        return rendered.config.replace(files_dir, "@SLOT@"), tuple(sorted(rendered.files.items()))
+        # The same configuration rendered for the other slot differs only by the slot path; which
+        # endpoints fill the server slots is no change (the runtime API updates those).
+        return rendered.shape.replace(files_dir, "@SLOT@"), tuple(sorted(rendered.files.items()))
 
     def changed(self, rendered: Rendered, files_dir: str) -> bool:
         return self._installed != self._normalized(rendered, files_dir)
@@ -64,7 +66,16 @@ class ConfigStore:
 
     def commit(self, rendered: Rendered, files_dir: str) -> str:
         """Make the staged configuration the one the master runs."""
-        write_private(pathlib.Path(self.config_path), rendered.config)
+        path = pathlib.Path(self.config_path)
+        self._previous = (self.active, self._installed, path.read_text() if path.exists() else None)
+        write_private(path, rendered.config)
         self.active = pathlib.Path(files_dir).name
         self._installed = self._normalized(rendered, files_dir)
         return self.config_path
+
+    def rollback(self) -> None:
+        """Back to the configuration before the last ``commit`` (its slot was left untouched)."""
+        assert self._previous is not None, "nothing committed"
+        self.active, self._installed, text = self._previous
+        if text is not None:
+            write_private(pathlib.Path(self.config_path), text)
