@@ -59,7 +59,7 @@ test-integration: venv tools ## the operator against the real control plane
 	$(PYTEST) tests/integration -m integration
 
 .PHONY: test-dataplane
-test-dataplane: deps venv ## redirect agent data path: real packets in network namespaces (root)
+test-dataplane: deps venv tools ## redirect agent data path: real packets in network namespaces (root; failover: the API server)
 	$(PYTEST) tests/dataplane -m dataplane
 
 # The property test of the spec parser runs 150 examples in test-dataplane; this is the larger run.
@@ -107,6 +107,15 @@ bench-gateway-api-mirror: venv tools ## the Gateway API mirror at scale: COUNT r
 bench-route-admission: venv tools ## Route admission at scale: 10,000 routes in 100 namespaces (ARGS="--count 1000 --namespaces 10")
 	$(CLUSTER) up
 	$(PY) tests/bench/bench_route_admission.py $(ARGS)
+
+# The e2e tier's operator install, external network and client pod, on $$KUBECONFIG's cluster via
+# NETSHIFT_TEST_KUBECONFIG, else hack/cluster's (tests/bench/bench_failover.py).
+ROUNDS ?= 5
+.PHONY: bench-failover
+bench-failover: venv ## active/standby EgressRouter: fault -> first new connection through its Service (ROUNDS, default 5)
+	kc=$${KUBECONFIG:-}; [ "$$kc" != "$$($(CLUSTER) kubeconfig)" ] || kc=; \
+	NETSHIFT_BENCH_FAILOVER=$(ROUNDS) NETSHIFT_TEST_KUBECONFIG=$${NETSHIFT_TEST_KUBECONFIG:-$$kc} \
+		$(PYTEST) tests/e2e/test_egressrouter_ha_e2e.py -m e2e -k bench_failover -s --timeout=3600
 
 .PHONY: image
 image: deps ## build the image from the Dockerfile (no registry, no daemon) and import it into the local node

@@ -3,6 +3,7 @@ EgressRouter objects it is given."""
 from __future__ import annotations
 
 import json
+import os
 import pathlib
 import signal
 import subprocess
@@ -31,10 +32,14 @@ def spec(*rules: tuple, fallback: str | None = None, v4: bool = True, v6: bool =
 
 
 class AgentRunner:
-    """`netshift agent` as a real subprocess inside the router namespace."""
+    """`netshift agent` as a real subprocess inside a router namespace (`ns`, default the topology's);
+    `env`: extra environment of the process."""
 
-    def __init__(self, topo: Topology, tmp_path: pathlib.Path) -> None:
+    def __init__(self, topo: Topology, tmp_path: pathlib.Path, ns: str | None = None,
+                 env: dict[str, str] | None = None) -> None:
         self.topo = topo
+        self.ns = ns or topo.router
+        self.env = {**os.environ, **(env or {})}
         self.config = tmp_path / "egressrouter.json"
         self.log = tmp_path / "agent.log"
         self.proc: subprocess.Popen | None = None
@@ -52,18 +57,19 @@ class AgentRunner:
     def once(self, obj: dict | str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
         if obj is not None:
             self.write(obj)
-        return self.topo.exec(self.topo.router, *self.cmd("--once"), check=check)
+        return self.topo.exec(self.ns, *self.cmd("--once"), check=check)
 
-    def start(self, obj: dict | None = None, *extra: str) -> AgentRunner:
+    def start(self, obj: dict | None = None, *extra: str, wait: bool = True) -> AgentRunner:
         if obj is not None:
             self.write(obj)
-        self.proc = self.topo.spawn(self.topo.router, *self.cmd("--poll-seconds", "0.2", *extra),
-                                    stdout=self.log.open("w"), stderr=subprocess.STDOUT)
-        self.wait_ready()
+        self.proc = self.topo.spawn(self.ns, *self.cmd("--poll-seconds", "0.2", *extra),
+                                    stdout=self.log.open("a"), stderr=subprocess.STDOUT, env=self.env)
+        if wait:
+            self.wait_ready()
         return self
 
     def http(self, path: str, port: int = HEALTH_PORT) -> dict:
-        return self.topo.tool(self.topo.router, "http", f"http://127.0.0.1:{port}{path}")
+        return self.topo.tool(self.ns, "http", f"http://127.0.0.1:{port}{path}")
 
     def wait_ready(self, timeout: float = 20) -> None:
         deadline = time.monotonic() + timeout

@@ -109,6 +109,11 @@ EGRESSROUTER_RULES = {
     ("", "services", ("create", "delete", "list", "patch", "watch")),
     ("", "pods", ("list", "patch", "watch")),
     ("", "events", ("create", "list")),
+    ("coordination.k8s.io", "leases", ("create", "delete", "get", "list", "patch", "update", "watch")),
+    ("", "serviceaccounts", ("create", "delete", "list", "patch", "watch")),
+    ("rbac.authorization.k8s.io", "roles", ("create", "delete", "list", "patch", "watch")),
+    ("rbac.authorization.k8s.io", "rolebindings", ("create", "delete", "list", "patch", "watch")),
+    ("policy", "poddisruptionbudgets", ("create", "delete", "list", "patch", "watch")),
 }
 ROUTE_RULES = {
     ("route.openshift.io", "routes", ("list", "patch", "watch")),

@@ -38,6 +38,11 @@ class Cluster:
             raise AssertionError(f"kubectl {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}")
         return proc
 
+    def kubectl_popen(self, *args: str) -> subprocess.Popen[str]:
+        """kubectl running in the background (stdout piped, text)."""
+        return subprocess.Popen([self.kubectl_path, *args], text=True, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, env={**os.environ, "KUBECONFIG": self.kubeconfig})
+
     def kubectl_json(self, *args: str) -> Any:
         return json.loads(self.kubectl(*args, "-o", "json").stdout)
 

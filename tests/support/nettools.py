@@ -6,12 +6,19 @@ udp    HOST PORT MESSAGE         same over UDP (connected socket, so ICMP errors
 pipe   HOST PORT                 one long-lived TCP connection: each stdin line is sent, reply printed
 connrate HOST PORT SECONDS       connections/s of connect+request+reply+close, prints JSON
 http   URL                       GET, prints JSON {"status": ..., "body": ...}
+first  HOST PORT MESSAGE TIMEOUT new TCP connections every 20 ms until one gets a reply; prints READY at
+                                 once, then JSON {"t": CLOCK_MONOTONIC of that reply, "reply": ...}
+arpwatch IFACE SRC_IP TARGET_IP  ARP requests for TARGET_IP every 20 ms; prints READY, then a JSON line
+                                 per ARP frame about TARGET_IP (reply or gratuitous) until SIGTERM:
+                                 {"t": monotonic, "op": 1|2, "mac": sender, "probe": requests sent}
 """
 from __future__ import annotations
 
 import errno
 import json
+import signal
 import socket
+import struct
 import sys
 import threading
 import time
@@ -133,17 +140,56 @@ def http(url: str) -> dict:
         return {"status": 0, "body": str(exc)}
 
 
+def first(host: str, port: int, message: str, timeout: float) -> dict:
+    print("READY", flush=True)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = tcp(host, port, message, timeout=0.2)  # a SYN lost mid-takeover: try again soon
+        if "reply" in result:
+            return {"t": time.monotonic(), **result}
+        time.sleep(0.02)
+    return {"error": "timeout"}
+
+
+def arpwatch(iface: str, src_ip: str, target_ip: str) -> None:
+    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0806))
+    sock.bind((iface, 0))
+    mac = sock.getsockname()[4][:6]
+    target = socket.inet_aton(target_ip)
+    request = (b"\xff" * 6 + mac + struct.pack("!H", 0x0806)
+               + struct.pack("!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, 1, mac, socket.inet_aton(src_ip), b"\0" * 6, target))
+    probes = [0]
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+
+    def send() -> None:
+        while True:
+            sock.send(request)
+            probes[0] += 1
+            time.sleep(0.02)
+
+    threading.Thread(target=send, daemon=True).start()
+    print("READY", flush=True)
+    while True:
+        frame = sock.recv(128)
+        op, sha, spa, _, tpa = struct.unpack("!6xH6s4s6s4s", frame[14:42])
+        if sha != mac and spa == target and (op == 2 or tpa == target):
+            print(json.dumps({"t": time.monotonic(), "op": op, "mac": sha.hex(), "probe": probes[0]}), flush=True)
+
+
 def main(argv: list[str]) -> int:
     cmd, args = argv[0], argv[1:]
     if cmd == "serve":
         serve(args[0], args[1:])
     elif cmd == "pipe":
         pipe(args[0], int(args[1]))
+    elif cmd == "arpwatch":
+        arpwatch(*args)
     else:
         result = {"tcp": lambda: tcp(args[0], int(args[1]), args[2]),
                   "udp": lambda: udp(args[0], int(args[1]), args[2]),
                   "connrate": lambda: connrate(args[0], int(args[1]), float(args[2])),
-                  "http": lambda: http(args[0])}[cmd]()
+                  "http": lambda: http(args[0]),
+                  "first": lambda: first(args[0], int(args[1]), args[2], float(args[3]))}[cmd]()
         print(json.dumps(result), flush=True)
     return 0
 

@@ -7,6 +7,9 @@
                                                               d0 198.51.100.1/24 ---- veth
                                                               2001:db8:d::1/64
 
+`add_router()` adds a second router namespace `rtr2` (an HA router's second pod): its own eth0 to
+the client (c1 10.250.41.2/24 -- eth0 10.250.41.1/24) and its own macvlan net1 on the same lan0.
+
 The macvlan's master is a veth end inside the external namespace created here (never the machine's
 uplink). net1 starts without addresses: the agent adds the spec's. All addresses come from the
 documentation ranges and 10.250.0.0/16, never 192.0.2.0/24 (the uplink's subnet on these machines;
@@ -36,6 +39,7 @@ EGRESS_V4, EGRESS_V6 = "10.250.2.10", "2001:db8:a::10"      # the router's addre
 GATEWAY_V4, GATEWAY_V6 = "10.250.2.1", "2001:db8:a::1"
 DEST_V4, DEST2_V4, FALLBACK_V4 = "198.51.100.10", "198.51.100.11", "198.51.100.12"
 DEST_V6, FALLBACK_V6 = "2001:db8:d::10", "2001:db8:d::12"
+ROUTER2_V4, CLIENT2_V4 = "10.250.41.1", "10.250.41.2"       # the second router's eth0, the client's c1
 
 
 class Topology:
@@ -85,6 +89,27 @@ class Topology:
             self.close()
             raise
         return self
+
+    def add_router(self) -> str:
+        """A second router namespace (see the module docstring); returns its name."""
+        ns = self.router.removesuffix("-rtr") + "-rtr2"
+        self.namespaces.append(ns)
+        try:
+            run(["ip", "netns", "add", ns])
+            self.ip(ns, "link", "set", "lo", "up")
+            self.sysctl(ns, "net.ipv6.conf.all.accept_dad", "0")
+            self.ip(ns, "link", "add", "eth0", "type", "veth", "peer", "name", "c1", "netns", self.client)
+            self.ip(self.ext, "link", "add", "net1b", "link", "lan0", "type", "macvlan", "mode", "bridge")
+            self.ip(self.ext, "link", "set", "net1b", "netns", ns, "name", "net1")
+            self.addrs(self.client, "c1", f"{CLIENT2_V4}/24")
+            self.addrs(ns, "eth0", f"{ROUTER2_V4}/24")
+            self.ip(self.client, "link", "set", "c1", "up")
+            self.ip(ns, "link", "set", "eth0", "up")
+            self.ip(ns, "route", "add", "default", "via", CLIENT2_V4)
+        except BaseException:
+            self.close()
+            raise
+        return ns
 
     def close(self) -> None:
         for p in self.procs:

@@ -3,9 +3,15 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import socket
 import sys
+import threading
+import uuid
+from typing import Any
 
 from netshift import logs
+from netshift.lease import Timing
 from netshift.settings import AgentSettings, add_common_flags, flag, load
 
 
@@ -27,6 +33,22 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                    help="period of the drift check and repair (default 30)")
     p.add_argument("--poll-seconds", type=float, default=1.0,
                    help="how often the config file is checked for changes (default 1)")
+    ha = p.add_argument_group("active/standby (an HA router's pods; docs/egressrouter.md)")
+    ha.add_argument("--lease-name", default="",
+                    help="hold this coordination.k8s.io Lease to be active (unset: the single-pod mode, "
+                         "which never talks to the API server)")
+    ha.add_argument("--lease-namespace", default=os.environ.get("POD_NAMESPACE", ""),
+                    help="namespace of the Lease (default $POD_NAMESPACE)")
+    ha.add_argument("--identity", default=os.environ.get("POD_NAME") or socket.gethostname(),
+                    help="this candidate's name in the Lease (default $POD_NAME, else the host name); "
+                         "a per-process suffix is added")
+    defaults = Timing()
+    ha.add_argument("--lease-duration", type=float, default=defaults.duration, help="seconds (whole)")
+    ha.add_argument("--renew-deadline", type=float, default=defaults.renew_deadline,
+                    help="an active that could not renew for this long steps down (seconds)")
+    ha.add_argument("--renew-period", type=float, default=defaults.renew_period, help="seconds")
+    ha.add_argument("--retry-period", type=float, default=defaults.retry_period,
+                    help="how often a standby reads the Lease (seconds)")
     add_common_flags(p)
     p.set_defaults(func=run)
 
@@ -63,6 +85,38 @@ def run(args: argparse.Namespace) -> int:
         log.info("applied: %s", "; ".join(changes) if changes else "nothing to change")
         return 0
 
+    stop = runner.stop_on_signals()
+    if args.lease_name:
+        try:  # first: the CNI plugin brought the link up, and a standby must be silent
+            agent.silence()
+        except (routes.NetError, OSError) as exc:
+            log.error("cannot bring %s down: %s", args.egress_interface, exc)
+            return 1
     for port in sorted({settings.agent_health_port, settings.agent_metrics_port} - {0}):
         runner.serve(agent, settings.agent_bind_address, port)
-    return runner.run(agent, resync_seconds=args.resync_seconds, poll_seconds=args.poll_seconds)
+    if not args.lease_name:
+        return runner.run(agent, resync_seconds=args.resync_seconds, poll_seconds=args.poll_seconds, stop=stop)
+    return _run_ha(args, agent, stop)
+
+
+def _run_ha(args: argparse.Namespace, agent: Any, stop: threading.Event) -> int:
+    from netshift.agent import standby
+    from netshift.kube import Kube, new_api_client
+    from netshift.kube.lease_client import LeaseClient
+
+    timing = Timing(duration=args.lease_duration, renew_deadline=args.renew_deadline,
+                    renew_period=args.renew_period, retry_period=args.retry_period)
+    if problems := timing.problems():
+        print(f"netshift agent: lease timing: {'; '.join(problems)}", file=sys.stderr)
+        return 2
+    if not args.lease_namespace:
+        print("netshift agent: --lease-name needs --lease-namespace (or $POD_NAMESPACE)", file=sys.stderr)
+        return 2
+    # Bounded requests: a hung renewal must end before the holder has to step down.
+    client = LeaseClient(Kube(new_api_client("agent"), controller="agent"), args.lease_namespace,
+                         args.lease_name, timeout=min(1.0, (timing.duration - timing.renew_deadline) / 2))
+    elector = standby.Elector(client, f"{args.identity}_{uuid.uuid4().hex[:8]}", timing)
+    logging.getLogger("netshift.agent").info("candidate %s for lease %s/%s", elector.me,
+                                             args.lease_namespace, args.lease_name)
+    return standby.run(agent, elector, resync_seconds=args.resync_seconds, poll_seconds=args.poll_seconds,
+                       stop=stop)

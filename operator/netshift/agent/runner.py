@@ -15,7 +15,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
@@ -113,6 +113,14 @@ class Agent:
             changes.append("nftables " + ", ".join(f"{f} {ruleset.TABLE}" for f in tables) + " replaced")
         self._infos = ruleset.counters(cfg)
         return changes
+
+    def silence(self) -> None:
+        """Not Ready first (no new traffic), then the egress link down: no ARP/ND answers (a standby)."""
+        from pyroute2 import IPRoute
+
+        self.ready = False
+        with IPRoute() as ipr:
+            ipr.link("set", index=net.link_index(ipr, self.egress_if), state="down")
 
     def remove(self) -> None:
         """Remove our tables and routes (SIGTERM): the pod leaves nothing half-working behind."""
@@ -250,12 +258,31 @@ def serve(agent: Agent, bind: str, port: int) -> http.server.ThreadingHTTPServer
 
 # --- the loop --------------------------------------------------------------------------------------
 
+def sync_pass(agent: Agent, cfg: RouterConfig, now: float, resync_seconds: float,
+              sync: Callable[[RouterConfig], list[str]] | None = None) -> float:
+    """One sync (`agent.sync` unless `sync` is given), logged; when the next one is due (sooner after
+    a failure, which is logged, not raised)."""
+    try:
+        if changes := (sync or agent.sync)(cfg):
+            log.info("applied: %s", "; ".join(changes))
+        return now + resync_seconds
+    except (net.NetError, nft.NftError, OSError, ConfigError) as exc:
+        log.error("sync failed: %s", exc)
+        return now + min(resync_seconds, 5.0)
+
+
+def stop_on_signals() -> threading.Event:
+    """An event set by SIGTERM or SIGINT."""
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    return stop
+
+
 def run(agent: Agent, *, resync_seconds: float, poll_seconds: float = 1.0,
         stop: threading.Event | None = None) -> int:
     """Apply, then watch the file and resync until SIGTERM/SIGINT; then remove our tables."""
-    stop = stop or threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    stop = stop or stop_on_signals()
 
     try:
         digest, cfg = agent.read_config()
@@ -267,16 +294,10 @@ def run(agent: Agent, *, resync_seconds: float, poll_seconds: float = 1.0,
         while True:
             now = time.monotonic()
             if now >= next_sync:
-                try:
-                    if changes := agent.sync(cfg):
-                        log.info("applied: %s", "; ".join(changes))
-                    next_sync = now + resync_seconds
-                except (net.NetError, nft.NftError, OSError, ConfigError) as exc:
-                    log.error("sync failed: %s", exc)
-                    next_sync = now + min(resync_seconds, 5.0)
+                next_sync = sync_pass(agent, cfg, now, resync_seconds)
             if stop.wait(poll_seconds):
                 break
-            digest, cfg, reloaded = _reload(agent, digest, cfg)
+            digest, cfg, reloaded = reload(agent, digest, cfg)
             if reloaded:
                 next_sync = 0.0
     finally:
@@ -288,7 +309,7 @@ def run(agent: Agent, *, resync_seconds: float, poll_seconds: float = 1.0,
     return 0
 
 
-def _reload(agent: Agent, digest: str, cfg: RouterConfig) -> tuple[str, RouterConfig, bool]:
+def reload(agent: Agent, digest: str, cfg: RouterConfig) -> tuple[str, RouterConfig, bool]:
     """New content -> new config. A config that cannot be applied keeps the last good rules running."""
     try:
         new_digest = hashlib.sha256(pathlib.Path(agent.config_path).read_bytes()).hexdigest()

@@ -44,6 +44,36 @@ class PodState:
 
 
 @dataclasses.dataclass(frozen=True)
+class HAState:
+    """Who is who among an HA router's pods: the Lease's holder and the other running pods."""
+    active: str | None            # the pod holding the Lease
+    node: str | None              # its node
+    standbys: tuple[str, ...]     # the other pods that run (not being deleted)
+
+    def describe(self) -> str:
+        if not self.active:
+            return "no pod holds the Lease"
+        standbys = ", ".join(self.standbys) if self.standbys else "none running"
+        return f"active pod {self.active} on node {self.node or 'unknown'}; standbys: {standbys}"
+
+
+def holder_pod(lease: Mapping[str, Any] | None) -> str:
+    """The pod of a Lease holder identity `<pod>_<per-process suffix>` ("" when nobody holds it)."""
+    identity = str(((lease or {}).get("spec") or {}).get("holderIdentity") or "")
+    return identity.rsplit("_", 1)[0]
+
+
+def ha_state(pods: Sequence[Mapping[str, Any]], holder: str) -> HAState:
+    live = [p for p in pods if not _meta(p).get("deletionTimestamp")]
+    active = next((p for p in live if _meta(p).get("name") == holder), None)
+    standbys = tuple(sorted(_meta(p).get("name", "") for p in live if p is not active
+                            and (p.get("status") or {}).get("phase") == "Running"))
+    if active is None:
+        return HAState(None, None, standbys)
+    return HAState(holder, (active.get("spec") or {}).get("nodeName"), standbys)
+
+
+@dataclasses.dataclass(frozen=True)
 class Observation:
     generation: int
     problems: tuple[Problem, ...] = ()
@@ -52,6 +82,7 @@ class Observation:
     deployment: Mapping[str, Any] | None = None
     pod: PodState | None = None
     summary: str = ""            # what the router does, for the Available=True message
+    ha: HAState | None = None    # an HA router's pods
 
 
 def _clip(text: str) -> str:
@@ -82,8 +113,9 @@ def _latest_event(events: Sequence[Mapping[str, Any]], reasons: Iterable[str]) -
 
 def pod_state(pods: Sequence[Mapping[str, Any]], config_hash: str,
               events: Sequence[Mapping[str, Any]] = (),
-              deployment: Mapping[str, Any] | None = None) -> PodState:
-    """The state of the router's current pod (the one whose template hash is `config_hash`).
+              deployment: Mapping[str, Any] | None = None, active: str = "") -> PodState:
+    """The state of the router's current pod (the one whose template hash is `config_hash`; of an
+    HA router's, the `active` one, else a Ready one, else the newest).
 
     `events` are the Warning events of that pod (the reconcile reads them only when `waiting`);
     `deployment` tells why no pod exists (ReplicaFailure: quota, Pod Security admission...).
@@ -102,7 +134,8 @@ def pod_state(pods: Sequence[Mapping[str, Any]], config_hash: str,
             return PodState(False, "PodCreateFailed", _clip(f"the pod cannot be created: {message}"),
                             hard=True)
         return PodState(False, "PodPending", "waiting for the Deployment to create the pod")
-    pod = max(current, key=lambda p: _meta(p).get("creationTimestamp") or "")
+    pod = max(current, key=lambda p: (_meta(p).get("name") == active, (_cond(p, "Ready") or {}).get("status") == "True",
+                                      _meta(p).get("creationTimestamp") or ""))
     name, uid = _meta(pod).get("name"), _meta(pod).get("uid")
     status = pod.get("status") or {}
     st: Callable[..., PodState] = lambda ready, reason, message, **kw: PodState(
@@ -163,8 +196,10 @@ def _deployment_done(deployment: Mapping[str, Any] | None) -> bool:
         return False
     status = deployment.get("status") or {}
     gen = _meta(deployment).get("generation") or 0
+    # Of an HA router only the active pod is ever available.
+    wanted = (deployment.get("spec") or {}).get("replicas", 1)
     return bool(status.get("observedGeneration", 0) >= gen
-                and status.get("updatedReplicas", 0) == status.get("replicas", 0) == 1
+                and status.get("updatedReplicas", 0) == status.get("replicas", 0) == wanted
                 and status.get("availableReplicas", 0) >= 1)
 
 
@@ -215,7 +250,8 @@ def evaluate(obs: Observation) -> dict[str, Triple]:
             "install Multus; the router is created as soon as the resource appears"))
     pod = obs.pod or PodState(False, "PodPending", "waiting for the Deployment to create the pod")
     if pod.ready:
-        available = (True, "Ready", _clip(f"{pod.message}; {obs.summary}" if obs.summary else pod.message))
+        message = "; ".join(m for m in (pod.message, obs.ha.describe() if obs.ha else "", obs.summary) if m)
+        available = (True, "Ready", _clip(message))
     else:
         available = (False, pod.reason, pod.message)
 
@@ -225,7 +261,8 @@ def evaluate(obs: Observation) -> dict[str, Triple]:
                 DEGRADED: (True, "ApplyFailed", message)}
 
     deadline = _deadline_exceeded(obs.deployment)
-    if deadline is not None:
+    # An HA Deployment never completes (standbys are not Ready): its deadline passes once all is rolled.
+    if deadline is not None and not (pod.ready and _deployment_done(obs.deployment)):
         why = f"the pod did not become ready in time: {pod.message}"
         progressing = (False, "ProgressDeadlineExceeded", _clip(why))
         degraded = (True, pod.reason if pod.hard else "ProgressDeadlineExceeded", _clip(why))

@@ -26,6 +26,12 @@ CHILD_INDEXES = {
     "Service": "egressrouter_services",
     "ConfigMap": "egressrouter_configmaps",
     NAD_KIND: "egressrouter_nads",
+    # An HA router's (render.HA_KINDS)
+    "Lease": "egressrouter_leases",
+    "ServiceAccount": "egressrouter_serviceaccounts",
+    "Role": "egressrouter_roles",
+    "RoleBinding": "egressrouter_rolebindings",
+    "PodDisruptionBudget": "egressrouter_pdbs",
 }
 ROUTER_INDEX = "egressrouter_routers"
 POD_INDEX = "egressrouter_pods"
@@ -77,11 +83,22 @@ class Controller:
         self.nads_served = False
         self.nad_epoch = 0  # how many times NADs (re)appeared
         self.tasks: list[asyncio.Task[None]] = []
+        self.lease_holders: dict[tuple[str | None, str], str] = {}
         self.executor = concurrent.futures.ThreadPoolExecutor(WORKERS, thread_name_prefix="egressrouter")
 
     def enqueue(self, namespace: str | None, name: str | None) -> None:
         if self.reconciler is not None and namespace and name:
             self.queue.add((namespace, name))
+
+    def lease_holder_unchanged(self, namespace: str | None, name: str, holder: str, deleted: bool) -> bool:
+        """Record the holder of a router's Lease; whether this event left it as it was (a renewal)."""
+        key = (namespace, name)
+        if deleted:
+            self.lease_holders.pop(key, None)
+            return False
+        unchanged = key in self.lease_holders and self.lease_holders[key] == holder
+        self.lease_holders[key] = holder
+        return unchanged
 
     def enqueue_all(self) -> None:
         for key in self.cache.router_keys():

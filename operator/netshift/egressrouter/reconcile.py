@@ -22,12 +22,13 @@ from pydantic import ValidationError
 
 from netshift import metrics
 from netshift.egressrouter import conditions as cond
-from netshift.egressrouter import repair
+from netshift.egressrouter import ha, repair
 from netshift.egressrouter.render import (
     AGENT_CONFIG_HASH_ANNOTATION,
     AGENT_HEALTH_PORT,
     AGENT_METRICS_PORT,
     CONFIG_HASH_ANNOTATION,
+    HA_KINDS,
     Children,
     RenderSettings,
     render,
@@ -165,6 +166,7 @@ class Reconciler:
         self._progress_since: dict[tuple[str, str], float] = {}
         self._observed_since: dict[tuple[str, str], float] = {}  # ... and the Deployment controller saw it
         self._conditions: dict[tuple[str, str], dict[str, str]] = {}
+        self._holders: dict[tuple[str, str], str] = {}  # last pod seen holding an HA router's Lease
         self._lock = threading.Lock()
 
     # -- the reconcile ------------------------------------------------------------------------
@@ -198,18 +200,24 @@ class Reconciler:
             problems = () if isinstance(parsed, RouterConfig) else parsed
         except ValidationError as exc:
             problems = (Problem("InvalidSpec", "spec", f"cannot be read: {exc.errors()[0].get('msg')}"),)
+        replicas = ha.replicas(meta.get("annotations"))
+        if isinstance(replicas, Problem):
+            problems, replicas = (*problems, replicas), 1
 
         nad_served = self.nad_served()
         deployment = self._observed("Deployment", namespace, name)
         pod: cond.PodState | None = None
+        ha_state: cond.HAState | None = None
         apply_errors: list[str] = []
         repairs: list[str] = []
         summary = ""
         requeue: float | None = None
 
         if router is not None and not problems and nad_served:
-            children = render(router, self.settings)
+            children = render(router, self.settings, replicas)
             try:
+                if replicas == 1:
+                    self._remove_ha_children(key)
                 applied = self._apply_children(key, children, deployment)
                 deployment, apply_errors, repairs = applied.deployment, applied.errors, applied.repairs
                 if applied.waiting:
@@ -219,11 +227,15 @@ class Reconciler:
                 nad_served = False
         if router is not None and not problems and nad_served:
             pods = self.cache.pods(namespace, name)
-            pod = cond.pod_state(pods, children.config_hash, deployment=deployment)
+            holder = cond.holder_pod(self._observed("Lease", namespace, name)) if replicas > 1 else ""
+            if replicas > 1:
+                ha_state = cond.ha_state(pods, holder)
+                self._takeover_event(key, body, ha_state)
+            pod = cond.pod_state(pods, children.config_hash, deployment=deployment, active=holder)
             if pod.waiting and pod.pod_name:
                 try:
                     events = self.kube.warning_events("Pod", namespace, pod.pod_name, pod.pod_uid)
-                    pod = cond.pod_state(pods, children.config_hash, events, deployment)
+                    pod = cond.pod_state(pods, children.config_hash, events, deployment, holder)
                 except Exception as exc:
                     log.debug("cannot read events of pod %s/%s: %s", namespace, pod.pod_name, exc)
                 requeue = POLL_WAITING_POD_SECONDS
@@ -233,7 +245,7 @@ class Reconciler:
 
         obs = cond.Observation(generation=generation, problems=problems, nad_served=nad_served,
                                apply_errors=tuple(apply_errors), deployment=deployment, pod=pod,
-                               summary=summary)
+                               summary=summary, ha=ha_state)
         previous = (body.get("status") or {}).get("conditions") or []
         status = cond.compute_status(obs, previous, rfc3339_now())
         hold = self._hold(key, status, deployment) if cond.status_differs(body.get("status"), status) else None
@@ -305,6 +317,27 @@ class Reconciler:
                 deployment = applied
             log.info("applied %s %s/%s", kind, namespace, name)
         return _Applied(deployment, errors, repairs, waiting)
+
+    def _remove_ha_children(self, key: tuple[str, str]) -> None:
+        """A router back to one pod: its Lease, RBAC and PodDisruptionBudget go (the PDB would block
+        evicting the single pod)."""
+        for kind in HA_KINDS:
+            child = (kind, *key)
+            if self._observed(*child) is not None:
+                log.info("deleting %s %s/%s: the router runs one pod", *child)
+                self.kube.delete(*child)
+                self.recent.remember(child, None)
+
+    def _takeover_event(self, key: tuple[str, str], body: Mapping[str, Any], state: cond.HAState) -> None:
+        """An Event when the Lease has a new holder (not for the first one this process sees)."""
+        if not state.active:
+            return
+        with self._lock:
+            before = self._holders.get(key)
+            self._holders[key] = state.active
+        if before and before != state.active:
+            self.kube.post_event(KIND, body, reason="Takeover", warning=False, message=(
+                f"pod {state.active} on node {state.node or 'unknown'} is now active (was {before})"))
 
     def _repair(self, child: tuple[str, str, str], desired: dict[str, Any],
                 observed: Mapping[str, Any] | None, exc: Exception) -> bool:
@@ -380,6 +413,7 @@ class Reconciler:
         self.recent.forget_router(namespace, name)
         with self._lock:
             self._nad_epoch_seen.pop((namespace, name), None)
+            self._holders.pop((namespace, name), None)
             self._forget_progress((namespace, name))
             for child in [c for c in (*self._deleting, *self._recreated) if c[1:] == (namespace, name)]:
                 self._deleting.pop(child, None)

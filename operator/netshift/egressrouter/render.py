@@ -12,6 +12,11 @@ For a router `<name>` in `<ns>`, four objects named `<name>`, each controlled by
 - Service: one port per (port, protocol) of the rules, or headless without ports when only a
   fallbackIP is set (any port of the pod IP is redirected).
 
+An HA router (`netshift.io/replicas` > 1, see `ha` and docs/egressrouter.md) runs that many pods
+(rolling update, spread across nodes) and has five more children, all named `<name>`: the Lease
+the agents elect the active pod with (created here, without a holder: so the agents need no `create`),
+a ServiceAccount, a Role allowing only that Lease, its RoleBinding and a PodDisruptionBudget.
+
 The builders return plain dicts ready for server-side apply; no defaults the API server fills in are
 rendered, so "rendered ⊆ observed" holds on an unchanged cluster (see `reconcile.contains`).
 """
@@ -54,17 +59,21 @@ class RenderSettings:
     default_macvlan_master: str | None = None
 
 
+HA_KINDS = ("Lease", "ServiceAccount", "Role", "RoleBinding", "PodDisruptionBudget")
+
+
 @dataclasses.dataclass(frozen=True)
 class Children:
     network_attachment_definition: dict[str, Any]
     config_map: dict[str, Any]
     deployment: dict[str, Any]
     service: dict[str, Any]
+    ha: tuple[tuple[str, dict[str, Any]], ...] = ()  # (kind, object) of HA_KINDS, for an HA router
 
     def items(self) -> list[tuple[str, dict[str, Any]]]:
-        """(kind, object) in apply order: the NAD and ConfigMap before the pod that needs them."""
+        """(kind, object) in apply order: what a pod needs (NAD, ConfigMap, its Lease and RBAC) first."""
         return [(NAD_KIND, self.network_attachment_definition), ("ConfigMap", self.config_map),
-                ("Deployment", self.deployment), ("Service", self.service)]
+                *self.ha, ("Deployment", self.deployment), ("Service", self.service)]
 
     @property
     def config_hash(self) -> str:
@@ -158,7 +167,7 @@ def build_agent_config(router: EgressRouter) -> dict[str, Any]:
 
 
 def build_deployment(router: EgressRouter, settings: RenderSettings,
-                     nad: dict[str, Any] | None = None) -> dict[str, Any]:
+                     nad: dict[str, Any] | None = None, replicas: int = 1) -> dict[str, Any]:
     name = _name(router)
     nad = nad or build_network_attachment_definition(router, settings)
     networks = json.dumps([{"name": name, "namespace": router.namespace, "interface": EGRESS_INTERFACE}],
@@ -218,6 +227,8 @@ def build_deployment(router: EgressRouter, settings: RenderSettings,
             {"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}},
         ],
     }
+    if replicas > 1:
+        _make_ha(name, container, pod_spec)
     template: dict[str, Any] = {
         "metadata": {
             "labels": pod_labels(name),
@@ -228,19 +239,43 @@ def build_deployment(router: EgressRouter, settings: RenderSettings,
     # Everything that needs a new pod: the interface (NAD config) and the template itself.
     template["metadata"]["annotations"][CONFIG_HASH_ANNOTATION] = digest(
         {"nad": nad["spec"]["config"], "template": template})
+    # Single pod: never two pods with one address, the old pod is gone before the new one starts.
+    # HA: only the active pod is ever Ready, so a rollout could never wait for new pods to become
+    # Ready: all old pods go at once (maxUnavailable = replicas) while a new one already starts.
+    strategy = {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": replicas}} \
+        if replicas > 1 else {"type": "Recreate"}
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": _meta(router),
         "spec": {
-            "replicas": 1,
-            # Never two pods with one address: the old pod is gone before the new one starts.
-            "strategy": {"type": "Recreate"},
+            "replicas": replicas,
+            "strategy": strategy,
             "revisionHistoryLimit": 2,
             "selector": {"matchLabels": selector(name)},
             "template": template,
         },
     }
+
+
+def _make_ha(name: str, container: dict[str, Any], pod_spec: dict[str, Any]) -> None:
+    """An HA router's pod: a candidate for the router's Lease, with the token of its ServiceAccount."""
+    container["args"] += ["--lease-name", name]
+    container["env"] = [
+        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+    ]
+    # Ready = active: checked every second, so the Service follows a takeover within a second.
+    container["readinessProbe"].update(periodSeconds=1, failureThreshold=1)
+    # NET_RAW: gratuitous ARP and neighbour advertisements after a takeover (a packet socket).
+    container["securityContext"]["capabilities"]["add"] = ["NET_ADMIN", "NET_RAW"]
+    pod_spec["serviceAccountName"] = name
+    pod_spec["automountServiceAccountToken"] = True
+    pod_spec["affinity"] = {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{
+        "weight": 100,
+        "podAffinityTerm": {"labelSelector": {"matchLabels": selector(name)},
+                            "topologyKey": "kubernetes.io/hostname"},
+    }]}}
 
 
 def service_ports(router: EgressRouter) -> list[dict[str, Any]]:
@@ -273,7 +308,31 @@ def is_headless(service: Mapping[str, Any]) -> bool:
     return (service.get("spec") or {}).get("clusterIP") == "None"
 
 
-def render(router: EgressRouter, settings: RenderSettings) -> Children:
+def build_ha_children(router: EgressRouter) -> tuple[tuple[str, dict[str, Any]], ...]:
+    """The Lease, the pods' ServiceAccount, a Role on exactly that Lease, its binding and a PDB."""
+    name, meta = _name(router), _meta(router)
+    rbac = "rbac.authorization.k8s.io"
+    return (
+        ("Lease", {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": meta}),
+        ("ServiceAccount", {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta}),
+        ("Role", {"apiVersion": f"{rbac}/v1", "kind": "Role", "metadata": meta, "rules": [{
+            # No `create` (it cannot be limited by resourceNames): the operator creates the Lease.
+            "apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "resourceNames": [name],
+            "verbs": ["get", "list", "watch", "update", "patch"],
+        }]}),
+        ("RoleBinding", {"apiVersion": f"{rbac}/v1", "kind": "RoleBinding", "metadata": meta,
+                         "roleRef": {"apiGroup": rbac, "kind": "Role", "name": name},
+                         "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": router.namespace}]}),
+        ("PodDisruptionBudget", {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": meta,
+                                 "spec": {"minAvailable": 1, "selector": {"matchLabels": selector(name)},
+                                          # standbys are never Ready: they must stay evictable
+                                          "unhealthyPodEvictionPolicy": "AlwaysAllow"}}),
+    )
+
+
+def render(router: EgressRouter, settings: RenderSettings, replicas: int = 1) -> Children:
+    """The children; `replicas` from `ha.replicas` (the caller refuses an invalid annotation)."""
     nad = build_network_attachment_definition(router, settings)
     return Children(network_attachment_definition=nad, config_map=build_agent_config(router),
-                    deployment=build_deployment(router, settings, nad), service=build_service(router))
+                    deployment=build_deployment(router, settings, nad, replicas), service=build_service(router),
+                    ha=build_ha_children(router) if replicas > 1 else ())

@@ -7,8 +7,10 @@ cluster costs zero writes. kopf indexes double as the cache: kopf holds every ha
 the initial listing of every indexed resource is complete, so the first reconcile after a restart
 already sees the existing children and re-applies nothing.
 
-Watches: EgressRouters, and the children (Deployments, Services, ConfigMaps, NADs, Pods) through a
-server-side label selector `app.kubernetes.io/managed-by=netshift`. A child that is deleted, edited
+Watches: EgressRouters, and the children (Deployments, Services, ConfigMaps, NADs, Pods, and an HA
+router's Lease, ServiceAccount, Role, RoleBinding and PodDisruptionBudget) through a server-side label
+selector `app.kubernetes.io/managed-by=netshift`. A Lease event queues its router only when the
+holder changed (not at every renewal). A child that is deleted, edited
 or stripped of that label produces an event for its router and is repaired within a second.
 """
 from __future__ import annotations
@@ -19,13 +21,13 @@ from typing import Any, cast
 import kopf
 
 from netshift.egressrouter.controller import CHILD_INDEXES, POD_INDEX, ROUTER_INDEX, pack
-from netshift.egressrouter.render import MANAGED_BY
+from netshift.egressrouter.render import HA_KINDS, MANAGED_BY
 from netshift.kube.api import RESOURCES
 from netshift.models.egressrouter import GROUP, KIND, NAD_KIND, PLURAL, VERSION
 
 SELECTOR = ",".join(f"{k}={v}" for k, v in MANAGED_BY.items())
 # NB: kopf applies these selectors to every watch of these resources in this process.
-CHILD_RESOURCES = {kind: RESOURCES[kind] for kind in ("Deployment", "Service", "ConfigMap", NAD_KIND)}
+CHILD_RESOURCES = {kind: RESOURCES[kind] for kind in ("Deployment", "Service", "ConfigMap", NAD_KIND, *HA_KINDS)}
 PODS = RESOURCES["Pod"]
 
 
@@ -82,6 +84,10 @@ def _router_of_child(name: str, body: Mapping[str, Any]) -> str | None:
     return _owner(body) or (body.get("metadata", {}).get("labels") or {}).get("app.kubernetes.io/instance")
 
 
+def _holder(body: Mapping[str, Any]) -> str:
+    return str((body.get("spec") or {}).get("holderIdentity") or "")
+
+
 def _event_handler(kind: str | None, router_of: Callable[[str, Mapping[str, Any]], str | None]
                    ) -> Callable[..., Coroutine[Any, Any, None]]:
     """Keep the cache bound and the reconciler's recent writes current, queue the router."""
@@ -91,6 +97,8 @@ def _event_handler(kind: str | None, router_of: Callable[[str, Mapping[str, Any]
         controller.cache.bind(kwargs)
         if kind is not None and controller.reconciler is not None:
             controller.reconciler.recent.observed((kind, namespace, name), body, deleted=type == "DELETED")
+        if kind == "Lease" and controller.lease_holder_unchanged(namespace, name, _holder(body), type == "DELETED"):
+            return  # a renewal (other edits of a Lease are repaired at the resync)
         controller.enqueue(namespace, router_of(name, body))
     return handler
 
