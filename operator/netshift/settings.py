@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal, TypeVar
 import pydantic
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from netshift import IMAGE
+from netshift import IMAGE, lease
 
 CommaList = Annotated[tuple[str, ...], NoDecode, pydantic.BeforeValidator(
     lambda v: tuple(i.strip() for i in v.split(",") if i.strip()) if isinstance(v, str) else v)]
@@ -75,8 +75,9 @@ class OperatorSettings(_RouterIdentity):
     @classmethod
     def _lease_timing(cls, retry: float, info: pydantic.ValidationInfo) -> float:
         duration, deadline = info.data.get("leader_elect_lease_duration"), info.data.get("leader_elect_renew_deadline")
-        if duration is not None and deadline is not None and not duration > deadline > retry > 0:
-            raise ValueError("needs lease duration > renew deadline > retry period > 0")
+        if duration is not None and deadline is not None and (problems := lease.Timing(
+                duration=duration, renew_deadline=deadline, renew_period=retry, retry_period=retry).problems()):
+            raise ValueError("; ".join(problems))
         return retry
 
 

@@ -1,23 +1,19 @@
-"""Active/standby: the annotation, the HA children, the Lease decisions, the elector, GARP/NA frames."""
+"""Active/standby: the annotation, the HA children, GARP/NA frames (the Lease: test_lease.py)."""
 import copy
 import ipaddress
 import struct
 
 import pytest
 
-from netshift import lease as le
 from netshift.agent import announce
-from netshift.agent.standby import Elector
 from netshift.egressrouter import conditions as cond
 from netshift.egressrouter import ha
 from netshift.egressrouter import render as r
 from netshift.egressrouter.spec import Problem
-from netshift.kube import ApiError
 from tests.support.egressrouters import router, router_obj
 from tests.unit.test_egressrouter_reconcile import FakeCache, FakeKube, ready_pod
 
 SETTINGS = r.RenderSettings(agent_image="netshift:test")
-TIMING = le.Timing(duration=3, renew_deadline=2, renew_period=1, retry_period=0.5)
 
 
 # --- the annotation ---------------------------------------------------------------------------------
@@ -185,126 +181,6 @@ def test_ha_state_and_holder():
                            {"metadata": {"name": "b"}, "status": {"phase": "Running"}}, gone, pending], "a")
     assert state == cond.HAState("a", "n1", ("b",))
     assert cond.ha_state([], "").describe() == "no pod holds the Lease"
-
-
-# --- Lease decisions ---------------------------------------------------------------------------------
-
-def rec_(holder, rv="1", renew="t1"):
-    return le.Record(holder=holder, renew_time=renew, transitions=0, resource_version=rv)
-
-
-@pytest.mark.parametrize(("record", "seen", "now", "want"), [
-    (None, 0, 0, le.Action.CREATE),
-    (rec_("me"), 0, 100, le.Action.RENEW),
-    (rec_(""), 10, 10, le.Action.TAKE),            # released or never held
-    (rec_("other"), 10, 12.9, le.Action.WAIT),     # unchanged for less than the duration
-    (rec_("other"), 10, 13.0, le.Action.TAKE),     # unchanged for the duration: expired
-])
-def test_decide(record, seen, now, want):
-    assert le.decide("me", record, seen, now, TIMING) is want
-
-
-def test_step_down_before_anybody_can_call_the_lease_expired():
-    assert not le.must_step_down(10, 11.99, TIMING) and le.must_step_down(10, 12, TIMING)
-    assert TIMING.renew_deadline < TIMING.duration and TIMING.problems() == []
-    assert le.Timing(duration=2, renew_deadline=2).problems()
-    assert le.Timing(duration=2.5, renew_deadline=2, renew_period=1).problems()
-
-
-def test_desired_lease():
-    held = le.desired("egress", "ns", "me", TIMING, previous=rec_("other", rv="7"), acquire=True, now="T")
-    assert held["metadata"] == {"name": "egress", "namespace": "ns", "resourceVersion": "7"}
-    assert held["spec"] == {"holderIdentity": "me", "leaseDurationSeconds": 3, "renewTime": "T",
-                            "acquireTime": "T", "leaseTransitions": 1}
-    renewed = le.desired("egress", "ns", "me", TIMING, previous=rec_("me"), acquire=False, now="U")
-    assert "acquireTime" not in renewed["spec"] and renewed["spec"]["leaseTransitions"] == 0
-    released = le.desired("egress", "ns", "me", TIMING, previous=rec_("me"), acquire=False, now="V", release=True)
-    assert released["spec"]["holderIdentity"] == "" and released["spec"]["leaseDurationSeconds"] == 1
-    assert le.desired("egress", "ns", "me", TIMING, previous=None, acquire=True, now="T")["spec"][
-        "leaseTransitions"] == 0
-
-
-# --- the elector (fake Lease API, fake clock) ---------------------------------------------------------
-
-class FakeLeases:
-    namespace, name = "ns", "egress"
-
-    def __init__(self):
-        self.obj = None
-        self.rv = 0
-        self.down = False
-
-    def get(self):
-        if self.down:
-            raise ApiError(0, "no answer")
-        return (le.Record.of(self.obj), self.obj) if self.obj else (None, None)
-
-    def write(self, obj, *, create):
-        if self.down:
-            raise ApiError(0, "no answer")
-        current = self.obj["metadata"]["resourceVersion"] if self.obj else None
-        if create != (self.obj is None) or (not create and obj["metadata"].get("resourceVersion") != current):
-            raise ApiError(409, "conflict")
-        self.rv += 1
-        spec = {**(self.obj or {}).get("spec", {}), **obj["spec"]}
-        self.obj = {"metadata": {**obj["metadata"], "resourceVersion": str(self.rv)}, "spec": spec}
-        return le.Record.of(self.obj)
-
-
-class Clock:
-    def __init__(self):
-        self.t = 1000.0
-
-    def __call__(self):
-        return self.t
-
-
-def run_for(clock, seconds, *electors, step=0.1):
-    """Step every elector every `step` seconds; the times at which each held the lease."""
-    held = {e.me: [] for e in electors}
-    end = clock.t + seconds
-    while clock.t < end:
-        for e in electors:
-            if e.step():
-                held[e.me].append(clock.t)
-        clock.t = round(clock.t + step, 3)
-    return held
-
-
-def test_one_holder_renews_the_other_waits_then_takes_over_after_expiry_only():
-    api, clock = FakeLeases(), Clock()
-    a, b = Elector(api, "a", TIMING, clock), Elector(api, "b", TIMING, clock)
-    held = run_for(clock, 10, a, b)
-    assert held["a"] and not held["b"]
-    assert api.obj["spec"]["holderIdentity"] == "a" and api.obj["spec"]["leaseTransitions"] == 0
-    # a dies (stops stepping): b takes over only after the lease duration, never while a could act
-    last_renew = a.renewed
-    held = run_for(clock, 6, b)
-    first = held["b"][0]
-    assert first - last_renew >= TIMING.duration
-    assert first - last_renew <= TIMING.duration + TIMING.retry_period + 0.2
-    assert api.obj["spec"]["holderIdentity"] == "b" and api.obj["spec"]["leaseTransitions"] == 1
-
-
-def test_release_hands_over_at_the_next_retry():
-    api, clock = FakeLeases(), Clock()
-    a, b = Elector(api, "a", TIMING, clock), Elector(api, "b", TIMING, clock)
-    run_for(clock, 3, a, b)
-    a.release()
-    assert not a.holding() and api.obj["spec"]["holderIdentity"] == ""
-    held = run_for(clock, 1, b)
-    assert held["b"] and held["b"][0] - (clock.t - 1) <= TIMING.retry_period + 0.1
-
-
-def test_a_holder_that_cannot_renew_steps_down_before_the_lease_expires():
-    api, clock = FakeLeases(), Clock()
-    a = Elector(api, "a", TIMING, clock)
-    run_for(clock, 3, a)
-    last_renew = a.renewed
-    api.down = True
-    held = run_for(clock, 5, a)
-    assert held["a"] and max(held["a"]) < last_renew + TIMING.renew_deadline
-    assert not a.holding()
 
 
 # --- GARP / NA frames --------------------------------------------------------------------------------

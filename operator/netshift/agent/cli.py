@@ -102,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
 def _run_ha(args: argparse.Namespace, agent: Any, stop: threading.Event) -> int:
     from netshift.agent import standby
     from netshift.kube import Kube, new_api_client
-    from netshift.kube.lease_client import LeaseClient
+    from netshift.kube.lease import Elector, LeaseClient
 
     timing = Timing(duration=args.lease_duration, renew_deadline=args.renew_deadline,
                     renew_period=args.renew_period, retry_period=args.retry_period)
@@ -115,7 +115,7 @@ def _run_ha(args: argparse.Namespace, agent: Any, stop: threading.Event) -> int:
     # Bounded requests: a hung renewal must end before the holder has to step down.
     client = LeaseClient(Kube(new_api_client("agent"), controller="agent"), args.lease_namespace,
                          args.lease_name, timeout=min(1.0, (timing.duration - timing.renew_deadline) / 2))
-    elector = standby.Elector(client, f"{args.identity}_{uuid.uuid4().hex[:8]}", timing)
+    elector = Elector(client, f"{args.identity}_{uuid.uuid4().hex[:8]}", timing)
     logging.getLogger("netshift.agent").info("candidate %s for lease %s/%s", elector.me,
                                              args.lease_namespace, args.lease_name)
     return standby.run(agent, elector, resync_seconds=args.resync_seconds, poll_seconds=args.poll_seconds,

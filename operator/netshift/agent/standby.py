@@ -13,7 +13,6 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Callable
 
 from prometheus_client import Counter, Gauge
 
@@ -21,113 +20,9 @@ from netshift.agent import announce
 from netshift.agent import routes as net
 from netshift.agent.runner import Agent, reload, sync_pass
 from netshift.egressrouter.spec import ConfigError, RouterConfig
-from netshift.kube.lease_client import LeaseClient
-from netshift.kube.watch import ListWatch
-from netshift.lease import Action, Record, Timing, decide, desired, micro_time, must_step_down
+from netshift.kube.lease import Elector
 
 log = logging.getLogger("netshift.agent")
-
-
-class Elector:
-    """One candidate for one Lease; `step()` is called often and acts when its period is due."""
-
-    def __init__(self, client: LeaseClient, me: str, timing: Timing,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.client, self.me, self.timing, self.clock = client, me, timing, clock
-        self.record: Record | None = None       # the Lease as last read or written
-        self.seen_since = 0.0                   # when this record was first seen
-        self.renewed: float | None = None       # start of our last successful renewal (holding)
-        self.next_try = 0.0
-        self._pushed: list[Record | None] = []  # the Lease as a watch delivered it (newest last)
-        self.watched = False                    # a watch keeps the record current: no reads
-        self.released = False                   # for good: no more steps
-        self._lock = threading.Lock()           # guards what the watch pushes
-        self._io = threading.Lock()             # one step or release at a time
-
-    def push(self, record: Record | None, *, listed: bool = False) -> None:
-        """The Lease changed (from a watch): look at it at the next step instead of reading it."""
-        with self._lock:
-            self._pushed.append(record)
-            self.next_try = 0.0
-            self.watched = self.watched or listed
-
-    def watch(self, stop: threading.Event) -> None:
-        """Push every change of the Lease (run in a thread until `stop`)."""
-        ListWatch(self.client.kube, "Lease", params=[("fieldSelector", f"metadata.name={self.client.name}")],
-                  namespace=self.client.namespace, watch_seconds=60,
-                  on_list=lambda items: self.push(Record.of(items[0]) if items else None, listed=True),
-                  on_event=lambda kind, obj: self.push(None if kind == "DELETED" else Record.of(obj))).run(stop)
-
-    def holding(self) -> bool:
-        return self.renewed is not None and not must_step_down(self.renewed, self.clock(), self.timing)
-
-    def step(self) -> bool:
-        """Renew or try to acquire when due; whether we hold the Lease now."""
-        with self._io:
-            now = self.clock()
-            if self.released or now < self.next_try:
-                return self.holding()
-            try:
-                self._step(now)
-            except Exception as exc:
-                log.warning("lease %s/%s: %s", self.client.namespace, self.client.name, exc)
-            self.next_try = now + (self.timing.renew_period if self.holding() else self.timing.retry_period)
-            return self.holding()
-
-    def _step(self, now: float) -> None:
-        with self._lock:
-            pushed, self._pushed = self._pushed[-1:], []
-        if pushed:
-            self._saw(pushed[0], now)
-        elif self.record is None or (self.renewed is None and not self.watched):
-            record, _ = self.client.get()
-            self._saw(record, now)
-        action = decide(self.me, self.record, self.seen_since, now, self.timing)
-        if action is Action.WAIT:
-            self.renewed = None
-            return
-        obj = desired(self.client.name, self.client.namespace, self.me, self.timing, previous=self.record,
-                      acquire=action is not Action.RENEW, now=micro_time())
-        try:
-            self._saw(self.client.write(obj, create=action is Action.CREATE), now)
-        except Exception:
-            self.record = None  # read again next time: somebody else may have written it
-            if not self.holding():
-                self.renewed = None
-            raise
-        self.renewed = now
-
-    def _saw(self, record: Record | None, now: float) -> None:
-        if record is not None and self.record is not None and _older(record, self.record):
-            return  # the watch lags behind our own write
-        if record is None or self.record is None or record.key != self.record.key:
-            self.seen_since = now
-        self.record = record
-
-    def release(self) -> None:
-        """Give the Lease up for good (after stepping down): the next candidate need not wait for it
-        to expire."""
-        with self._io:
-            self.released = True
-            if self.record is not None and self.record.holder == self.me:
-                self._release()
-
-    def _release(self) -> None:
-        obj = desired(self.client.name, self.client.namespace, self.me, self.timing, previous=self.record,
-                      acquire=False, now=micro_time(), release=True)
-        try:
-            self.client.write(obj, create=False)
-            log.info("released lease %s/%s", self.client.namespace, self.client.name)
-        except Exception as exc:
-            log.warning("cannot release lease %s/%s: %s", self.client.namespace, self.client.name, exc)
-        self.renewed = None
-
-
-def _older(a: Record, b: Record) -> bool:
-    try:
-        return int(a.resource_version) < int(b.resource_version)
-    except ValueError:
-        return False
 
 
 @dataclasses.dataclass

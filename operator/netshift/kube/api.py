@@ -6,7 +6,7 @@ request except watches is counted in `netshift_api_requests_total` (by controlle
 resource), which the tests and the benchmarks use to prove that an idle cluster costs zero writes.
 Failed requests raise ``ApiError`` (the API server's status code and message).
 
-Writes pass one gate, ``WRITES``: open unless leader election (``kube.lease``) closes it, so a
+Writes pass one gate, ``WRITES``: open unless leader election (``netshift.operator.leader``) closes it, so a
 follower, or a leader that could not renew its lease in time, cannot write through any path.
 """
 from __future__ import annotations

@@ -1,206 +1,148 @@
-"""Leader election on a coordination.k8s.io/v1 Lease (client-go's algorithm) and the fencing of writes.
+"""Reading and writing one `coordination.k8s.io/v1` Lease, and the candidate that does it (the
+decisions: netshift.lease). Used by the operator's leader election (netshift.operator.leader) and by
+an HA EgressRouter's agents (netshift.agent.standby).
 
-The decisions are pure (``next_step``, ``holds``): what to do with the lease as last observed, and
-whether a leader may still write. ``Elector`` runs them in a thread of its own (renewals go on while
-kopf's event loop is busy) and opens ``kube.api.WRITES`` only while the lease is held and fresh:
-
-- a candidate takes a lease that is absent, released (no holder), or whose record has not changed
-  for the holder's leaseDurationSeconds, measured on the local monotonic clock from when this
-  process saw the record change (no wall-clock comparison between machines);
-- the leader renews every retry period; writes are allowed until ``renew_deadline`` after the start
-  of its last successful renewal. The deadline is shorter than the lease duration, so a leader that
-  cannot renew stops writing before any follower may take the lease over (fencing). It then exits.
+A write is an update (PUT) of the object as last read or written, with its resourceVersion: of two
+candidates, one wins and the other gets 409. An update rather than a merge patch: client-go does the
+same, the operator's own Role grants get/update only, and the object as read carries what others own
+(the labels and ownerReferences the operator applies to a router's Lease).
 """
 from __future__ import annotations
 
-import dataclasses
-import datetime as dt
-import enum
 import logging
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
-from netshift import metrics
+from netshift.lease import Action, Record, Timing, decide, desired, holds, micro_time
 
-from .api import WRITES, ApiError, Kube
+from .api import ApiError, Kube, path
+from .watch import ListWatch
 
-log = logging.getLogger("netshift.leader")
-
-
-@dataclasses.dataclass(frozen=True)
-class Timing:
-    lease_duration: float = 15.0
-    renew_deadline: float = 10.0
-    retry_period: float = 2.0
-
-    def __post_init__(self) -> None:
-        # client-go's rule: a leader must give up before the lease expires, and try more than once.
-        if not self.lease_duration > self.renew_deadline > self.retry_period > 0:
-            raise ValueError("leader election needs lease duration > renew deadline > retry period > 0")
+log = logging.getLogger("netshift.lease")
 
 
-@dataclasses.dataclass(frozen=True)
-class Record:
-    """The Lease's spec as observed."""
+class LeaseClient:
+    """Read and write one Lease; every request bounded by `timeout` seconds (a holder must be able to
+    step down in time even when the API server does not answer)."""
 
-    holder: str
-    duration: float
-    renew_time: str
-    transitions: int
+    def __init__(self, kube: Kube, namespace: str, name: str, timeout: float) -> None:
+        self.kube, self.namespace, self.name, self.timeout = kube, namespace, name, timeout
 
-    @classmethod
-    def of(cls, lease: dict[str, Any]) -> Record:
-        spec = lease.get("spec") or {}
-        return cls(spec.get("holderIdentity") or "", float(spec.get("leaseDurationSeconds") or 0),
-                   spec.get("renewTime") or "", int(spec.get("leaseTransitions") or 0))
+    def get(self) -> dict[str, Any] | None:
+        try:
+            obj: dict[str, Any] = self.kube.request("GET", path("Lease", self.namespace, self.name),
+                                                    resource="leases", timeout=self.timeout)
+        except ApiError as exc:
+            if exc.not_found:
+                return None
+            raise
+        return obj
 
-
-class Step(enum.Enum):
-    CREATE = "create"  # no lease: create it, held by us
-    RENEW = "renew"  # ours
-    ACQUIRE = "acquire"  # released or expired: take it over
-    WAIT = "wait"  # another holder's, fresh
-
-
-def next_step(record: Record | None, me: str, seen_at: float, now: float) -> Step:
-    """What a process does with the lease; ``seen_at``: when (monotonic) the record last changed."""
-    if record is None:
-        return Step.CREATE
-    if record.holder == me:
-        return Step.RENEW
-    if not record.holder or now - seen_at >= record.duration:
-        return Step.ACQUIRE
-    return Step.WAIT
-
-
-def holds(renewed_at: float | None, now: float, timing: Timing) -> bool:
-    """Whether a leader whose last successful renewal started at ``renewed_at`` may still write."""
-    return renewed_at is not None and now - renewed_at < timing.renew_deadline
-
-
-def lease_body(namespace: str, name: str, me: str, timing: Timing, current: dict[str, Any] | None,
-               step: Step, now: str) -> dict[str, Any]:
-    """The Lease to write for ``step`` (``current``: as read; its resourceVersion guards the update)."""
-    spec = dict((current or {}).get("spec") or {})
-    if step is not Step.RENEW:
-        spec["acquireTime"] = now
-        spec["leaseTransitions"] = int(spec.get("leaseTransitions") or 0) + (current is not None)
-    spec.update(holderIdentity=me, leaseDurationSeconds=int(timing.lease_duration), renewTime=now)
-    meta: dict[str, Any] = {"name": name, "namespace": namespace}
-    if current is not None:
-        meta["resourceVersion"] = current["metadata"]["resourceVersion"]
-    return {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": meta, "spec": spec}
-
-
-def released(lease: dict[str, Any], now: str) -> dict[str, Any]:
-    """The lease handed back on a clean exit: no holder, so a follower takes it at its next try."""
-    spec = {**lease["spec"], "holderIdentity": None, "leaseDurationSeconds": 1, "renewTime": now}
-    return {**lease, "spec": spec}
-
-
-def micro_now() -> str:
-    """A Lease's MicroTime (RFC 3339 with microseconds)."""
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    def write(self, obj: dict[str, Any], *, create: bool) -> dict[str, Any]:
+        """Create, or update at the object's resourceVersion (409: somebody else wrote first)."""
+        if create:
+            out = self.kube.request("POST", path("Lease", self.namespace), body=obj, resource="leases",
+                                    timeout=self.timeout)
+        else:
+            out = self.kube.request("PUT", path("Lease", self.namespace, self.name), body=obj, resource="leases",
+                                    timeout=self.timeout)
+        written: dict[str, Any] = out
+        return written
 
 
 class Elector:
-    """Campaigns for the lease until stopped or until leadership is lost (``on_lost``, once)."""
+    """One candidate for one Lease; `step()` is called often and acts when its period is due."""
 
-    def __init__(self, kube: Kube, namespace: str, name: str, identity: str, timing: Timing, *,
-                 on_lead: Callable[[], object], on_lost: Callable[[], object],
+    def __init__(self, client: LeaseClient, me: str, timing: Timing,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        self.kube, self.namespace, self.name, self.identity, self.timing = kube, namespace, name, identity, timing
-        self.on_lead, self.on_lost, self.clock = on_lead, on_lost, clock
-        self.url = f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/{name}"
-        self.lease: dict[str, Any] | None = None  # as last read or written
+        self.client, self.me, self.timing, self.clock = client, me, timing, clock
+        self.obj: dict[str, Any] | None = None  # the Lease as last read or written
         self.record: Record | None = None
-        self.seen_at = clock()
-        self.led = False  # this process has led (it never leads twice: losing ends the process)
-        self.renewed_at: float | None = None  # start of the last successful renewal
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self.run, name="leader-election", daemon=True)
+        self.seen_since = 0.0                   # when this record was first seen
+        self.renewed: float | None = None       # start of our last successful renewal (holding)
+        self.next_try = 0.0
+        self._pushed: list[dict[str, Any] | None] = []  # the Lease as a watch delivered it (newest last)
+        self.watched = False                    # a watch keeps the record current: no reads
+        self.released = False                   # for good: no more steps
+        self._lock = threading.Lock()           # guards what the watch pushes
+        self._io = threading.Lock()             # one step or release at a time
 
-    @property
-    def leading(self) -> bool:
-        return self.led and holds(self.renewed_at, self.clock(), self.timing)
+    def push(self, obj: dict[str, Any] | None, *, listed: bool = False) -> None:
+        """The Lease changed (from a watch): look at it at the next step instead of reading it."""
+        with self._lock:
+            self._pushed.append(obj)
+            self.next_try = 0.0
+            self.watched = self.watched or listed
 
-    def _observe(self, lease: dict[str, Any] | None) -> None:
-        self.lease = lease
-        record = Record.of(lease) if lease else None
-        if record != self.record:
-            self.record, self.seen_at = record, self.clock()
-            if record:
-                metrics.LEASE_TRANSITIONS.set(record.transitions)
+    def watch(self, stop: threading.Event) -> None:
+        """Push every change of the Lease (run in a thread until `stop`)."""
+        ListWatch(self.client.kube, "Lease", params=[("fieldSelector", f"metadata.name={self.client.name}")],
+                  namespace=self.client.namespace, watch_seconds=60,
+                  on_list=lambda items: self.push(items[0] if items else None, listed=True),
+                  on_event=lambda kind, obj: self.push(None if kind == "DELETED" else obj)).run(stop)
 
-    def _read(self) -> None:
-        try:
-            self._observe(self.kube.request("GET", self.url, resource="leases"))
-        except ApiError as exc:
-            if not exc.not_found:
-                raise
-            self._observe(None)
+    def holding(self) -> bool:
+        return holds(self.renewed, self.clock(), self.timing)
 
-    def attempt(self) -> None:
-        """One round: read the lease (unless we hold it: our last write is current), then act."""
-        started = self.clock()
-        if not self.leading or self.lease is None:
-            self._read()
-        step = next_step(self.record, self.identity, self.seen_at, started)
-        if step is Step.WAIT:
-            self.renewed_at = None  # someone else holds it: if we led, we lost
-            return
-        body = lease_body(self.namespace, self.name, self.identity, self.timing, self.lease, step, micro_now())
-        try:
-            if step is Step.CREATE:
-                written = self.kube.request("POST", self.url.rsplit("/", 1)[0], body=body, resource="leases")
-            else:
-                written = self.kube.request("PUT", self.url, body=body, resource="leases")
-        except ApiError as exc:
-            if exc.conflict:  # another candidate was faster, or our copy is stale: read next round
-                self.lease = None
-                return
-            raise
-        self._observe(written)
-        self.renewed_at = started
-        WRITES.open_until(started + self.timing.renew_deadline)
-        if not self.led:
-            self.led = True
-            metrics.LEADER.set(1)
-            log.info("leader election: %s leads (lease %s/%s, transitions %d)", self.identity,
-                     self.namespace, self.name, self.record.transitions if self.record else 0)
-            self.on_lead()
-
-    def run(self) -> None:
-        while not self.stop.is_set():
+    def step(self) -> bool:
+        """Renew or try to acquire when due; whether we hold the Lease now."""
+        with self._io:
+            now = self.clock()
+            if self.released or now < self.next_try:
+                return self.holding()
             try:
-                self.attempt()
+                self._step(now)
             except Exception as exc:
-                log.warning("leader election: lease %s/%s: %s", self.namespace, self.name, exc)
-            if self.led and not self.leading:
-                WRITES.close()
-                metrics.LEADER.set(0)
-                log.error("leader election: lease %s/%s not renewed within %.0fs; writes stopped",
-                          self.namespace, self.name, self.timing.renew_deadline)
-                self.on_lost()
-                return
-            self.stop.wait(self.timing.retry_period)
+                log.warning("lease %s/%s: %s", self.client.namespace, self.client.name, exc)
+            self.next_try = now + (self.timing.renew_period if self.holding() else self.timing.retry_period)
+            return self.holding()
 
-    def start(self) -> None:
-        metrics.LEADER.set(0)
-        self.thread.start()
+    def _step(self, now: float) -> None:
+        with self._lock:
+            pushed, self._pushed = self._pushed[-1:], []
+        if pushed:
+            self._saw(pushed[0], now)
+        elif self.obj is None or (self.renewed is None and not self.watched):
+            self._saw(self.client.get(), now)
+        action = decide(self.me, self.record, self.seen_since, now, self.timing)
+        if action is Action.WAIT:
+            self.renewed = None  # somebody else holds it: if we held it, we lost it
+            return
+        obj = desired(self.client.name, self.client.namespace, self.me, self.timing, current=self.obj,
+                      acquire=action is not Action.RENEW, now=micro_time())
+        try:
+            self._saw(self.client.write(obj, create=action is Action.CREATE), now)
+        except Exception:
+            self.obj = self.record = None  # read again next time: somebody else may have written it
+            if not self.holding():
+                self.renewed = None
+            raise
+        self.renewed = now
+
+    def _saw(self, obj: dict[str, Any] | None, now: float) -> None:
+        record = Record.of(obj) if obj is not None else None
+        if record is not None and self.record is not None and record.older_than(self.record):
+            return  # the watch lags behind our own write
+        if record is None or self.record is None or record.key != self.record.key:
+            self.seen_since = now
+        self.obj, self.record = obj, record
 
     def release(self) -> None:
-        """Clean exit: stop campaigning; a leader closes the gate, then hands the lease back."""
-        self.stop.set()
-        self.thread.join(timeout=self.timing.retry_period + 35)
-        if not self.leading or self.lease is None:
-            return
-        WRITES.close()
-        metrics.LEADER.set(0)
+        """Give the Lease up for good (after stepping down): the next candidate need not wait for it
+        to expire."""
+        with self._io:
+            self.released = True
+            if self.record is not None and self.record.holder == self.me:
+                self._release()
+
+    def _release(self) -> None:
+        obj = desired(self.client.name, self.client.namespace, self.me, self.timing, current=self.obj,
+                      acquire=False, now=micro_time(), release=True)
         try:
-            self.kube.request("PUT", self.url, body=released(self.lease, micro_now()), resource="leases")
-            log.info("leader election: lease %s/%s released", self.namespace, self.name)
+            self.client.write(obj, create=False)
+            log.info("released lease %s/%s", self.client.namespace, self.client.name)
         except Exception as exc:  # it expires by itself
-            log.warning("leader election: cannot release lease %s/%s: %s", self.namespace, self.name, exc)
+            log.warning("cannot release lease %s/%s: %s", self.client.namespace, self.client.name, exc)
+        self.renewed = None
