@@ -25,7 +25,7 @@ def test_defaults_are_controller_runtimes() -> None:
 
 @pytest.mark.parametrize("values", [(10, 10, 2), (15, 10, 10), (15, 10, 0), (15.5, 10, 2)])
 def test_timing_must_let_a_leader_give_up_before_expiry(values: tuple[float, float, float]) -> None:
-    with pytest.raises(ValueError, match="renew deadline|whole seconds"):
+    with pytest.raises(ValueError, match=r"renew deadline|whole seconds"):
         OperatorSettings(leader_elect_lease_duration=values[0], leader_elect_renew_deadline=values[1],
                          leader_elect_retry_period=values[2])
 
