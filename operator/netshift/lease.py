@@ -24,6 +24,12 @@ class Timing:
     renew_period: float = 1.0    # how often a holder renews
     retry_period: float = 0.5    # how often a candidate looks at the lease
 
+    @classmethod
+    def client_go(cls, duration: float, renew_deadline: float, retry_period: float) -> Timing:
+        """The operator's (client-go's): a leader renews every retry period, as a candidate retries."""
+        return cls(duration=duration, renew_deadline=renew_deadline, renew_period=retry_period,
+                   retry_period=retry_period)
+
     def problems(self) -> list[str]:
         out = []
         if not (self.retry_period > 0 and 0 < self.renew_period < self.renew_deadline < self.duration):

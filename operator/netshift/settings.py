@@ -75,8 +75,8 @@ class OperatorSettings(_RouterIdentity):
     @classmethod
     def _lease_timing(cls, retry: float, info: pydantic.ValidationInfo) -> float:
         duration, deadline = info.data.get("leader_elect_lease_duration"), info.data.get("leader_elect_renew_deadline")
-        if duration is not None and deadline is not None and (problems := lease.Timing(
-                duration=duration, renew_deadline=deadline, renew_period=retry, retry_period=retry).problems()):
+        timing = None if duration is None or deadline is None else lease.Timing.client_go(duration, deadline, retry)
+        if timing and (problems := timing.problems()):
             raise ValueError("; ".join(problems))
         return retry
 

@@ -11,7 +11,7 @@ from netshift.kube.lease import Elector
 from tests.support.leases import Clock, FakeLeases
 
 AGENT = le.Timing()  # 3 s / 2 s / 1 s / 0.5 s
-OPERATOR = le.Timing(duration=15, renew_deadline=10, renew_period=2, retry_period=2)
+OPERATOR = le.Timing.client_go(15, 10, 2)
 
 
 def rec(holder: str, rv: str = "1", renew: str = "t1", duration: float = 0) -> le.Record:
@@ -21,11 +21,11 @@ def rec(holder: str, rv: str = "1", renew: str = "t1", duration: float = 0) -> l
 def test_timing() -> None:
     assert (AGENT.duration, AGENT.renew_deadline, AGENT.renew_period, AGENT.retry_period) == (3, 2, 1, 0.5)
     assert AGENT.problems() == [] and OPERATOR.problems() == []
+    assert le.Timing(duration=15, renew_deadline=10, renew_period=2, retry_period=2) == OPERATOR
     assert le.Timing(duration=2, renew_deadline=2).problems()
     assert le.Timing(duration=2.5, renew_deadline=2, renew_period=1).problems()  # whole seconds
     for bad in [(10, 10, 2), (15, 10, 10), (15, 10, 0)]:  # a holder must give up before expiry, retry
-        assert le.Timing(duration=bad[0], renew_deadline=bad[1], renew_period=bad[2],
-                         retry_period=bad[2]).problems()
+        assert le.Timing.client_go(*bad).problems()
 
 
 def test_record_of_a_lease() -> None:

@@ -48,9 +48,8 @@ def lease_namespace(settings: OperatorSettings) -> str:
 
 
 def timing(settings: OperatorSettings) -> Timing:
-    """client-go's: the leader renews every retry period, as a candidate retries."""
-    return Timing(duration=settings.leader_elect_lease_duration, renew_deadline=settings.leader_elect_renew_deadline,
-                  renew_period=settings.leader_elect_retry_period, retry_period=settings.leader_elect_retry_period)
+    return Timing.client_go(settings.leader_elect_lease_duration, settings.leader_elect_renew_deadline,
+                            settings.leader_elect_retry_period)
 
 
 class Campaign:
