@@ -15,6 +15,7 @@ from typing import Any
 
 from netshift.egressrouter.render import CONFIG_HASH_ANNOTATION
 from netshift.egressrouter.spec import Problem
+from netshift.lease import Record
 from netshift.models.egressrouter import ConditionType
 
 TYPES = tuple(t.value for t in ConditionType)  # in the order they are written
@@ -59,8 +60,7 @@ class HAState:
 
 def holder_pod(lease: Mapping[str, Any] | None) -> str:
     """The pod of a Lease holder identity `<pod>_<per-process suffix>` ("" when nobody holds it)."""
-    identity = str(((lease or {}).get("spec") or {}).get("holderIdentity") or "")
-    return identity.rsplit("_", 1)[0]
+    return Record.of(lease or {}).holder.rsplit("_", 1)[0]
 
 
 def ha_state(pods: Sequence[Mapping[str, Any]], holder: str) -> HAState:

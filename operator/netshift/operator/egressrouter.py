@@ -23,6 +23,7 @@ import kopf
 from netshift.egressrouter.controller import CHILD_INDEXES, POD_INDEX, ROUTER_INDEX, pack
 from netshift.egressrouter.render import HA_KINDS, MANAGED_BY
 from netshift.kube.api import RESOURCES
+from netshift.lease import Record
 from netshift.models.egressrouter import GROUP, KIND, NAD_KIND, PLURAL, VERSION
 
 SELECTOR = ",".join(f"{k}={v}" for k, v in MANAGED_BY.items())
@@ -84,10 +85,6 @@ def _router_of_child(name: str, body: Mapping[str, Any]) -> str | None:
     return _owner(body) or (body.get("metadata", {}).get("labels") or {}).get("app.kubernetes.io/instance")
 
 
-def _holder(body: Mapping[str, Any]) -> str:
-    return str((body.get("spec") or {}).get("holderIdentity") or "")
-
-
 def _event_handler(kind: str | None, router_of: Callable[[str, Mapping[str, Any]], str | None]
                    ) -> Callable[..., Coroutine[Any, Any, None]]:
     """Keep the cache bound and the reconciler's recent writes current, queue the router."""
@@ -97,7 +94,8 @@ def _event_handler(kind: str | None, router_of: Callable[[str, Mapping[str, Any]
         controller.cache.bind(kwargs)
         if kind is not None and controller.reconciler is not None:
             controller.reconciler.recent.observed((kind, namespace, name), body, deleted=type == "DELETED")
-        if kind == "Lease" and controller.lease_holder_unchanged(namespace, name, _holder(body), type == "DELETED"):
+        deleted = type == "DELETED"
+        if kind == "Lease" and controller.lease_holder_unchanged(namespace, name, Record.of(body).holder, deleted):
             return  # a renewal (other edits of a Lease are repaired at the resync)
         controller.enqueue(namespace, router_of(name, body))
     return handler
