@@ -92,9 +92,9 @@ def _event_handler(kind: str | None, router_of: Callable[[str, Mapping[str, Any]
                       **kwargs: Any) -> None:
         controller = memo.egressrouter
         controller.cache.bind(kwargs)
-        if kind is not None and controller.reconciler is not None:
-            controller.reconciler.recent.observed((kind, namespace, name), body, deleted=type == "DELETED")
         deleted = type == "DELETED"
+        if kind is not None and controller.reconciler is not None:
+            controller.reconciler.recent.observed((kind, namespace, name), body, deleted=deleted)
         if kind == "Lease" and controller.lease_holder_unchanged(namespace, name, Record.of(body).holder, deleted):
             return  # a renewal (other edits of a Lease are repaired at the resync)
         controller.enqueue(namespace, router_of(name, body))
