@@ -19,7 +19,7 @@ from netshift.egressrouter.reconcile import contains
 from netshift.egressrouter.render import RenderSettings, render
 from netshift.models.egressrouter import EgressRouter
 from netshift.settings import OperatorSettings
-from tests.support.cluster import start_operator, stop_operator
+from tests.support.cluster import chart_rbac_kubeconfig, start_operator, stop_operator
 from tests.support.egressrouters import router_obj
 from tests.support.metrics import metric_sum, scrape
 from tests.support.wait import wait_for
@@ -380,33 +380,7 @@ def test_nad_crd_absent_then_present(cluster, namespace, tmp_path, nad_crd, requ
 
 def test_operator_works_with_only_its_rbac(cluster, namespace, nad_crd, tmp_path, request):
     """The operator as its ServiceAccount, with exactly manifests/rbac-*.yaml: no Forbidden anywhere."""
-    import yaml
-
-    root = pathlib.Path(__file__).resolve().parents[2]
-    roles = []
-    for path in [root / "manifests" / "netshift.yaml"]:  # rendered from the Helm chart
-        for doc in yaml.safe_load_all(path.read_text()):
-            if doc and doc.get("kind") == "ClusterRole":
-                roles.append(doc["metadata"]["name"])
-                cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", input=json.dumps(doc))
-    assert "netshift-egressrouter" in roles
-    sa = "netshift-operator"
-    cluster.kubectl("create", "serviceaccount", sa, "-n", namespace)
-    bindings = [f"{namespace}-{role}"[:63] for role in roles]
-    for binding, role in zip(bindings, roles, strict=False):
-        cluster.kubectl("create", "clusterrolebinding", binding, f"--clusterrole={role}",
-                        f"--serviceaccount={namespace}:{sa}")
-    try:
-        token = cluster.kubectl("create", "token", sa, "-n", namespace, "--duration=1h").stdout.strip()
-        admin = yaml.safe_load(pathlib.Path(cluster.kubeconfig).read_text())
-        kc = {
-            "apiVersion": "v1", "kind": "Config", "current-context": "sa",
-            "clusters": [{"name": "c", "cluster": admin["clusters"][0]["cluster"]}],
-            "users": [{"name": sa, "user": {"token": token}}],
-            "contexts": [{"name": "sa", "context": {"cluster": "c", "user": sa}}],
-        }
-        kc_path = tmp_path / "sa.kubeconfig"
-        kc_path.write_text(json.dumps(kc))
+    with chart_rbac_kubeconfig(cluster, namespace, tmp_path) as kc_path:
         # cluster-wide, as installed by default (a namespaced kopf also lists namespaces, which the
         # chart grants only when it is configured to watch some namespaces)
         op = start_operator(cluster, tmp_path, env={"KUBECONFIG": str(kc_path)})
@@ -427,15 +401,15 @@ def test_operator_works_with_only_its_rbac(cluster, namespace, nad_crd, tmp_path
             wait_for("Degraded event", lambda: cluster.kubectl_json(
                 "get", "events", "-n", namespace, "--field-selector", "involvedObject.name=bad")["items"])
             time.sleep(2)
-            # RBAC denials read "User ... cannot <verb> resource ..." (other 403s, such as a
-            # terminating namespace of another test, are not about our permissions)
-            denied = [line for line in op.logs().splitlines() if re.search(r"cannot \w+ resource", line)]
-            assert not denied, "\n".join(denied[:5])
+            assert not rbac_denials(op)
         finally:
             stop_operator(op)
             rep = getattr(request.node, "rep_call", None)
             if rep is not None and rep.failed:
                 print(f"--- operator log ---\n{op.logs()[-8000:]}")
-    finally:
-        for binding in bindings:
-            cluster.kubectl("delete", "clusterrolebinding", binding, "--ignore-not-found", check=False)
+
+
+def rbac_denials(op) -> list[str]:
+    # RBAC denials read "User ... cannot <verb> resource ..." (other 403s, such as a terminating
+    # namespace of another test, are not about our permissions)
+    return [line for line in op.logs().splitlines() if re.search(r"cannot \w+ resource", line)]

@@ -179,7 +179,7 @@ def test_back_to_one_pod_deletes_the_ha_children():
 
 
 def test_pdb_lets_a_drain_evict_the_active_only_while_a_standby_elsewhere_can_take_over():
-    cache, kube, rec = make(ha_router())
+    cache, _kube, rec = make(ha_router())
     rec.reconcile("ns", "egress")
     pdb = ("PodDisruptionBudget", "ns", "egress")
     assert cache.children[pdb]["spec"]["minAvailable"] == 1
