@@ -6,8 +6,6 @@ say. Garbage collection (kube-controller-manager) removes children when a router
 from __future__ import annotations
 
 import json
-import pathlib
-import re
 import signal
 import time
 from collections.abc import Callable
@@ -20,56 +18,22 @@ from netshift.egressrouter.render import RenderSettings, render
 from netshift.models.egressrouter import EgressRouter
 from netshift.settings import OperatorSettings
 from tests.support.cluster import chart_rbac_kubeconfig, start_operator, stop_operator
-from tests.support.egressrouters import router_obj
+from tests.support.egressrouters import (
+    HASH,
+    KINDS,
+    NAD_CRD,
+    NAD_CRD_NAME,
+    SPEC,
+    apply_router,
+    children_exist,
+    conditions,
+    get,
+    no_nodes,
+    operator_writes,
+    rbac_denials,
+)
 from tests.support.metrics import metric_sum, scrape
 from tests.support.wait import wait_for
-
-MANIFESTS = pathlib.Path(__file__).parent / "manifests"
-NAD_CRD = MANIFESTS / "nad-crd.yaml"
-NAD_CRD_NAME = "network-attachment-definitions.k8s.cni.cncf.io"
-HASH = "netshift.io/config-hash"
-KINDS = {"NetworkAttachmentDefinition": "network-attachment-definitions.k8s.cni.cncf.io",
-         "ConfigMap": "configmaps", "Deployment": "deployments.apps", "Service": "services"}
-
-# The unit tests' EgressRouter, on the macvlan master the integration tier creates.
-SPEC: dict[str, Any] = router_obj(networkInterface={"macvlan": {"mode": "Bridge", "master": "nsext0"}})["spec"]
-
-
-def get(cluster, kind: str, ns: str, name: str) -> dict | None:
-    out = cluster.kubectl("get", KINDS.get(kind, kind), name, "-n", ns, "-o", "json",
-                          "--ignore-not-found").stdout
-    return json.loads(out) if out.strip() else None
-
-
-def apply_router(cluster, ns: str, name: str, spec: dict) -> None:
-    obj = {"apiVersion": "network.operator.openshift.io/v1", "kind": "EgressRouter",
-           "metadata": {"name": name, "namespace": ns}, "spec": spec}
-    cluster.kubectl("apply", "-f", "-", input=json.dumps(obj))
-
-
-def conditions(cluster, ns: str, name: str) -> dict[str, dict]:
-    obj = get(cluster, "egressrouters.network.operator.openshift.io", ns, name) or {}
-    return {c["type"]: c for c in (obj.get("status") or {}).get("conditions") or []}
-
-
-def children_exist(cluster, ns: str, name: str) -> bool:
-    return all(get(cluster, kind, ns, name) for kind in KINDS)
-
-
-def no_nodes(cluster) -> bool:
-    return not json.loads(cluster.kubectl("get", "nodes", "-o", "json").stdout)["items"]
-
-
-def operator_writes(op) -> float:
-    return metric_sum(scrape(op.metrics_url), "netshift_api_requests_total",
-                      lambda labels: labels.get("verb") != "GET", controller="EgressRouter")
-
-
-@pytest.fixture(scope="module")
-def nad_crd(cluster):
-    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(NAD_CRD))
-    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(NAD_CRD))
-    return NAD_CRD
 
 
 @pytest.fixture
@@ -407,9 +371,3 @@ def test_operator_works_with_only_its_rbac(cluster, namespace, nad_crd, tmp_path
             rep = getattr(request.node, "rep_call", None)
             if rep is not None and rep.failed:
                 print(f"--- operator log ---\n{op.logs()[-8000:]}")
-
-
-def rbac_denials(op) -> list[str]:
-    # RBAC denials read "User ... cannot <verb> resource ..." (other 403s, such as a terminating
-    # namespace of another test, are not about our permissions)
-    return [line for line in op.logs().splitlines() if re.search(r"cannot \w+ resource", line)]

@@ -12,16 +12,15 @@ import pytest
 
 from netshift.egressrouter.ha import REPLICAS_ANNOTATION
 from netshift.egressrouter.render import HA_KINDS, selector
-from tests.integration.test_egressrouter import (
+from tests.support.cluster import chart_rbac_kubeconfig, start_operator, stop_operator
+from tests.support.egressrouters import (
     KINDS,
     SPEC,
     children_exist,
     conditions,
     get,
-    nad_crd,  # noqa: F401 (the fixture)
     rbac_denials,
 )
-from tests.support.cluster import chart_rbac_kubeconfig, start_operator, stop_operator
 from tests.support.wait import wait_for
 
 HA_RESOURCES = {"Lease": "leases.coordination.k8s.io", "ServiceAccount": "serviceaccounts",
@@ -51,7 +50,7 @@ def replicas(cluster, ns: str) -> int | None:
 
 
 @pytest.fixture
-def ha_operator(cluster, nad_crd, tmp_path, namespace, request):  # noqa: F811 (the fixture)
+def ha_operator(cluster, nad_crd, tmp_path, namespace, request):
     """The operator as its chart's ServiceAccount (cluster-wide, as installed by default)."""
     with chart_rbac_kubeconfig(cluster, namespace, tmp_path) as kubeconfig:
         op = start_operator(cluster, tmp_path, env={"KUBECONFIG": str(kubeconfig),
