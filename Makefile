@@ -56,7 +56,7 @@ test-conformance: venv tools ## OpenShift's CRD suites against a real kube-apise
 
 .PHONY: test-integration
 test-integration: venv tools ## the operator against the real control plane
-	$(PYTEST) tests/integration -m integration
+	$(PYTEST) tests/integration -m integration --durations=15
 
 .PHONY: test-dataplane
 test-dataplane: deps venv tools ## redirect agent data path: real packets in network namespaces (root; failover: the API server)
@@ -73,7 +73,7 @@ test-properties: deps venv ## spec parser vs real CNI plugins and nft, EXAMPLES 
 PYTEST_ARGS ?=
 .PHONY: test-e2e
 test-e2e: venv ## end to end: operator from the chart, EgressRouters and Routes with real traffic (docs/e2e.md)
-	$(PYTEST) tests/e2e -m e2e $(PYTEST_ARGS)
+	$(PYTEST) tests/e2e -m e2e --durations=10 $(PYTEST_ARGS)
 
 # The same tier on a kind cluster of three nodes, offline (podman in its own network namespace; root).
 .PHONY: test-e2e-kind

@@ -6,8 +6,6 @@ say. Garbage collection (kube-controller-manager) removes children when a router
 from __future__ import annotations
 
 import json
-import pathlib
-import re
 import signal
 import time
 from collections.abc import Callable
@@ -19,57 +17,23 @@ from netshift.egressrouter.reconcile import contains
 from netshift.egressrouter.render import RenderSettings, render
 from netshift.models.egressrouter import EgressRouter
 from netshift.settings import OperatorSettings
-from tests.support.cluster import start_operator, stop_operator
-from tests.support.egressrouters import router_obj
+from tests.support.cluster import chart_rbac_kubeconfig, start_operator, stop_operator
+from tests.support.egressrouters import (
+    HASH,
+    KINDS,
+    NAD_CRD,
+    NAD_CRD_NAME,
+    SPEC,
+    apply_router,
+    children_exist,
+    conditions,
+    get,
+    no_nodes,
+    operator_writes,
+    rbac_denials,
+)
 from tests.support.metrics import metric_sum, scrape
 from tests.support.wait import wait_for
-
-MANIFESTS = pathlib.Path(__file__).parent / "manifests"
-NAD_CRD = MANIFESTS / "nad-crd.yaml"
-NAD_CRD_NAME = "network-attachment-definitions.k8s.cni.cncf.io"
-HASH = "netshift.io/config-hash"
-KINDS = {"NetworkAttachmentDefinition": "network-attachment-definitions.k8s.cni.cncf.io",
-         "ConfigMap": "configmaps", "Deployment": "deployments.apps", "Service": "services"}
-
-# The unit tests' EgressRouter, on the macvlan master the integration tier creates.
-SPEC: dict[str, Any] = router_obj(networkInterface={"macvlan": {"mode": "Bridge", "master": "nsext0"}})["spec"]
-
-
-def get(cluster, kind: str, ns: str, name: str) -> dict | None:
-    out = cluster.kubectl("get", KINDS.get(kind, kind), name, "-n", ns, "-o", "json",
-                          "--ignore-not-found").stdout
-    return json.loads(out) if out.strip() else None
-
-
-def apply_router(cluster, ns: str, name: str, spec: dict) -> None:
-    obj = {"apiVersion": "network.operator.openshift.io/v1", "kind": "EgressRouter",
-           "metadata": {"name": name, "namespace": ns}, "spec": spec}
-    cluster.kubectl("apply", "-f", "-", input=json.dumps(obj))
-
-
-def conditions(cluster, ns: str, name: str) -> dict[str, dict]:
-    obj = get(cluster, "egressrouters.network.operator.openshift.io", ns, name) or {}
-    return {c["type"]: c for c in (obj.get("status") or {}).get("conditions") or []}
-
-
-def children_exist(cluster, ns: str, name: str) -> bool:
-    return all(get(cluster, kind, ns, name) for kind in KINDS)
-
-
-def no_nodes(cluster) -> bool:
-    return not json.loads(cluster.kubectl("get", "nodes", "-o", "json").stdout)["items"]
-
-
-def operator_writes(op) -> float:
-    return metric_sum(scrape(op.metrics_url), "netshift_api_requests_total",
-                      lambda labels: labels.get("verb") != "GET", controller="EgressRouter")
-
-
-@pytest.fixture(scope="module")
-def nad_crd(cluster):
-    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(NAD_CRD))
-    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(NAD_CRD))
-    return NAD_CRD
 
 
 @pytest.fixture
@@ -380,33 +344,7 @@ def test_nad_crd_absent_then_present(cluster, namespace, tmp_path, nad_crd, requ
 
 def test_operator_works_with_only_its_rbac(cluster, namespace, nad_crd, tmp_path, request):
     """The operator as its ServiceAccount, with exactly manifests/rbac-*.yaml: no Forbidden anywhere."""
-    import yaml
-
-    root = pathlib.Path(__file__).resolve().parents[2]
-    roles = []
-    for path in [root / "manifests" / "netshift.yaml"]:  # rendered from the Helm chart
-        for doc in yaml.safe_load_all(path.read_text()):
-            if doc and doc.get("kind") == "ClusterRole":
-                roles.append(doc["metadata"]["name"])
-                cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", input=json.dumps(doc))
-    assert "netshift-egressrouter" in roles
-    sa = "netshift-operator"
-    cluster.kubectl("create", "serviceaccount", sa, "-n", namespace)
-    bindings = [f"{namespace}-{role}"[:63] for role in roles]
-    for binding, role in zip(bindings, roles, strict=False):
-        cluster.kubectl("create", "clusterrolebinding", binding, f"--clusterrole={role}",
-                        f"--serviceaccount={namespace}:{sa}")
-    try:
-        token = cluster.kubectl("create", "token", sa, "-n", namespace, "--duration=1h").stdout.strip()
-        admin = yaml.safe_load(pathlib.Path(cluster.kubeconfig).read_text())
-        kc = {
-            "apiVersion": "v1", "kind": "Config", "current-context": "sa",
-            "clusters": [{"name": "c", "cluster": admin["clusters"][0]["cluster"]}],
-            "users": [{"name": sa, "user": {"token": token}}],
-            "contexts": [{"name": "sa", "context": {"cluster": "c", "user": sa}}],
-        }
-        kc_path = tmp_path / "sa.kubeconfig"
-        kc_path.write_text(json.dumps(kc))
+    with chart_rbac_kubeconfig(cluster, namespace, tmp_path) as kc_path:
         # cluster-wide, as installed by default (a namespaced kopf also lists namespaces, which the
         # chart grants only when it is configured to watch some namespaces)
         op = start_operator(cluster, tmp_path, env={"KUBECONFIG": str(kc_path)})
@@ -427,15 +365,9 @@ def test_operator_works_with_only_its_rbac(cluster, namespace, nad_crd, tmp_path
             wait_for("Degraded event", lambda: cluster.kubectl_json(
                 "get", "events", "-n", namespace, "--field-selector", "involvedObject.name=bad")["items"])
             time.sleep(2)
-            # RBAC denials read "User ... cannot <verb> resource ..." (other 403s, such as a
-            # terminating namespace of another test, are not about our permissions)
-            denied = [line for line in op.logs().splitlines() if re.search(r"cannot \w+ resource", line)]
-            assert not denied, "\n".join(denied[:5])
+            assert not rbac_denials(op)
         finally:
             stop_operator(op)
             rep = getattr(request.node, "rep_call", None)
             if rep is not None and rep.failed:
                 print(f"--- operator log ---\n{op.logs()[-8000:]}")
-    finally:
-        for binding in bindings:
-            cluster.kubectl("delete", "clusterrolebinding", binding, "--ignore-not-found", check=False)

@@ -15,15 +15,15 @@ from kubernetes import client, config
 
 from netshift.kube import Kube
 from netshift.kube.watch import ListWatch
-from tests.integration.test_egressrouter import SPEC, apply_router, children_exist, get, nad_crd  # noqa: F401
 from tests.support.cluster import start_operator, stop_operator
+from tests.support.egressrouters import SPEC, apply_router, children_exist, get
 from tests.support.proxy import silent_proxy
 from tests.support.wait import wait_for
 
 INACTIVITY = 6.0
 
 
-def test_silent_watch_is_restarted_and_the_change_reconciled(cluster, namespace, nad_crd, tmp_path, request):  # noqa: F811
+def test_silent_watch_is_restarted_and_the_change_reconciled(cluster, namespace, nad_crd, tmp_path, request):
     with silent_proxy(cluster.kubeconfig, tmp_path / "proxied.kubeconfig") as (proxy, kubeconfig):
         op = start_operator(cluster, tmp_path, "--namespace", namespace,
                             "--watch-inactivity-seconds", str(INACTIVITY), env={"KUBECONFIG": kubeconfig})

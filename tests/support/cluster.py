@@ -139,3 +139,38 @@ def stop_operator(op: OperatorProcess) -> None:
         except subprocess.TimeoutExpired:
             op.proc.kill()
             op.proc.wait()
+
+
+@contextlib.contextmanager
+def chart_rbac_kubeconfig(cluster: Cluster, namespace: str, tmp_path: pathlib.Path) -> Iterator[pathlib.Path]:
+    """A kubeconfig of a ServiceAccount bound to exactly the chart's ClusterRoles (manifests/netshift.yaml,
+    rendered from the Helm chart): the operator run with it holds only what an installed one holds."""
+    import yaml
+
+    roles = []
+    for doc in yaml.safe_load_all((ROOT / "manifests" / "netshift.yaml").read_text()):
+        if doc and doc.get("kind") == "ClusterRole":
+            roles.append(doc["metadata"]["name"])
+            cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", input=json.dumps(doc))
+    assert "netshift-egressrouter" in roles
+    sa = "netshift-operator"
+    cluster.kubectl("create", "serviceaccount", sa, "-n", namespace)
+    bindings = [f"{namespace}-{role}"[:63] for role in roles]
+    try:
+        for binding, role in zip(bindings, roles, strict=True):
+            cluster.kubectl("create", "clusterrolebinding", binding, f"--clusterrole={role}",
+                            f"--serviceaccount={namespace}:{sa}")
+        token = cluster.kubectl("create", "token", sa, "-n", namespace, "--duration=1h").stdout.strip()
+        admin = yaml.safe_load(pathlib.Path(cluster.kubeconfig).read_text())
+        kc = {
+            "apiVersion": "v1", "kind": "Config", "current-context": "sa",
+            "clusters": [{"name": "c", "cluster": admin["clusters"][0]["cluster"]}],
+            "users": [{"name": sa, "user": {"token": token}}],
+            "contexts": [{"name": "sa", "context": {"cluster": "c", "user": sa}}],
+        }
+        path = tmp_path / "sa.kubeconfig"
+        path.write_text(json.dumps(kc))
+        yield path
+    finally:
+        for binding in bindings:
+            cluster.kubectl("delete", "clusterrolebinding", binding, "--ignore-not-found", check=False)

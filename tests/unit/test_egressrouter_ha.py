@@ -88,6 +88,8 @@ def test_ha_children_rbac_exactly_the_lease_and_pdb():
     pdb = by_kind["PodDisruptionBudget"]["spec"]
     assert pdb["minAvailable"] == 1 and pdb["selector"] == {"matchLabels": r.selector("egress")}
     assert pdb["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
+    spare = dict(r.build_ha_children(router(), spare=True))["PodDisruptionBudget"]["spec"]
+    assert spare["minAvailable"] == 0 and spare["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
 
 
 # --- the reconcile -----------------------------------------------------------------------------------
@@ -170,6 +172,42 @@ def test_back_to_one_pod_deletes_the_ha_children():
     kube.writes.clear()
     rec.reconcile("ns", "egress")
     assert not [w for w in kube.writes if w[0] == "delete"]
+
+
+def test_pdb_lets_a_drain_evict_the_active_only_while_a_standby_elsewhere_can_take_over():
+    cache, _kube, rec = make(ha_router())
+    rec.reconcile("ns", "egress")
+    pdb = ("PodDisruptionBudget", "ns", "egress")
+    assert cache.children[pdb]["spec"]["minAvailable"] == 1
+    cache.children[("Lease", "ns", "egress")]["spec"] = {"holderIdentity": "egress-a_1234abcd"}
+    pods(cache, ("egress-a", "n1", True), ("egress-b", "n2", False))
+    rec.reconcile("ns", "egress")
+    assert cache.children[pdb]["spec"]["minAvailable"] == 0
+    pods(cache, ("egress-a", "n1", True), ("egress-b", "n1", False))  # same node: a drain takes both
+    rec.reconcile("ns", "egress")
+    assert cache.children[pdb]["spec"]["minAvailable"] == 1
+
+
+def pod(name, node=None, phase="Running", running=True, deleted=False):
+    state = {"running": {}} if running else {"waiting": {"reason": "ContainerCreating"}}
+    meta = {"name": name, **({"deletionTimestamp": "x"} if deleted else {})}
+    return {"metadata": meta, "spec": {"nodeName": node} if node else {},
+            "status": {"phase": phase, "containerStatuses": [{"name": "agent", "state": state}]}}
+
+
+@pytest.mark.parametrize(("others", "want"), [
+    ([], False),
+    ([pod("b", "n2")], True),
+    ([pod("b", "n1")], False),                   # same node as the active
+    ([pod("b", "n2", running=False)], False),    # container not started yet
+    ([pod("b", "n2", phase="Pending")], False),
+    ([pod("b", "n2", deleted=True)], False),     # terminating
+    ([pod("b")], False),                         # not scheduled
+    ([pod("b", "n1"), pod("c", "n3")], True),
+])
+def test_has_spare(others, want):
+    assert cond.has_spare([pod("a", "n1"), *others], "a") is want
+    assert cond.has_spare(others, "") is False  # no active: nothing to protect, nothing to hand over
 
 
 def test_ha_state_and_holder():

@@ -73,6 +73,25 @@ def ha_state(pods: Sequence[Mapping[str, Any]], holder: str) -> HAState:
     return HAState(holder, (active.get("spec") or {}).get("nodeName"), standbys)
 
 
+def has_spare(pods: Sequence[Mapping[str, Any]], holder: str) -> bool:
+    """A standby that can take over from the active on a drain: running (all containers started), not
+    being deleted, and on another node than the active's (a drain of that node keeps it)."""
+    live = [p for p in pods if not _meta(p).get("deletionTimestamp")]
+    active = next((p for p in live if _meta(p).get("name") == holder), None) if holder else None
+    if active is None:
+        return False
+    node = (active.get("spec") or {}).get("nodeName")
+    return any(_running(p) and (p.get("spec") or {}).get("nodeName") not in (None, node)
+               for p in live if p is not active)
+
+
+def _running(pod: Mapping[str, Any]) -> bool:
+    status = pod.get("status") or {}
+    containers = status.get("containerStatuses") or []
+    return status.get("phase") == "Running" and bool(containers) and all(
+        "running" in (c.get("state") or {}) for c in containers)
+
+
 @dataclasses.dataclass(frozen=True)
 class Observation:
     generation: int

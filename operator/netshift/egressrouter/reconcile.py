@@ -213,8 +213,10 @@ class Reconciler:
         summary = ""
         requeue: float | None = None
 
+        pods = self.cache.pods(namespace, name)
+        holder = cond.holder_pod(self._observed("Lease", namespace, name)) if replicas > 1 else ""
         if router is not None and not problems and nad_served:
-            children = render(router, self.settings, replicas)
+            children = render(router, self.settings, replicas, cond.has_spare(pods, holder))
             try:
                 if replicas == 1:
                     self._remove_ha_children(key)
@@ -226,8 +228,6 @@ class Reconciler:
                 self.nad_not_found()
                 nad_served = False
         if router is not None and not problems and nad_served:
-            pods = self.cache.pods(namespace, name)
-            holder = cond.holder_pod(self._observed("Lease", namespace, name)) if replicas > 1 else ""
             if replicas > 1:
                 ha_state = cond.ha_state(pods, holder)
                 self._takeover_event(key, body, ha_state)

@@ -15,7 +15,8 @@ For a router `<name>` in `<ns>`, four objects named `<name>`, each controlled by
 An HA router (`netshift.io/replicas` > 1, see `ha` and docs/egressrouter.md) runs that many pods
 (rolling update, spread across nodes) and has five more children, all named `<name>`: the Lease
 the agents elect the active pod with (created here, without a holder: so the agents need no `create`),
-a ServiceAccount, a Role allowing only that Lease, its RoleBinding and a PodDisruptionBudget.
+a ServiceAccount, a Role allowing only that Lease, its RoleBinding and a PodDisruptionBudget that lets
+a drain evict the active pod only while a standby on another node can take over (`build_pdb`).
 
 The builders return plain dicts ready for server-side apply; no defaults the API server fills in are
 rendered, so "rendered ⊆ observed" holds on an unchanged cluster (see `reconcile.contains`).
@@ -308,7 +309,7 @@ def is_headless(service: Mapping[str, Any]) -> bool:
     return (service.get("spec") or {}).get("clusterIP") == "None"
 
 
-def build_ha_children(router: EgressRouter) -> tuple[tuple[str, dict[str, Any]], ...]:
+def build_ha_children(router: EgressRouter, spare: bool = False) -> tuple[tuple[str, dict[str, Any]], ...]:
     """The Lease, the pods' ServiceAccount, a Role on exactly that Lease, its binding and a PDB."""
     name, meta = _name(router), _meta(router)
     rbac = "rbac.authorization.k8s.io"
@@ -323,16 +324,27 @@ def build_ha_children(router: EgressRouter) -> tuple[tuple[str, dict[str, Any]],
         ("RoleBinding", {"apiVersion": f"{rbac}/v1", "kind": "RoleBinding", "metadata": meta,
                          "roleRef": {"apiGroup": rbac, "kind": "Role", "name": name},
                          "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": router.namespace}]}),
-        ("PodDisruptionBudget", {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": meta,
-                                 "spec": {"minAvailable": 1, "selector": {"matchLabels": selector(name)},
-                                          # standbys are never Ready: they must stay evictable
-                                          "unhealthyPodEvictionPolicy": "AlwaysAllow"}}),
+        ("PodDisruptionBudget", build_pdb(router, spare)),
     )
 
 
-def render(router: EgressRouter, settings: RenderSettings, replicas: int = 1) -> Children:
-    """The children; `replicas` from `ha.replicas` (the caller refuses an invalid annotation)."""
+def build_pdb(router: EgressRouter, spare: bool) -> dict[str, Any]:
+    """The PodDisruptionBudget of an HA router: the active pod is evictable only while a spare exists.
+
+    A PDB counts Ready pods and only the active is Ready, so a fixed `minAvailable: 1` would never let
+    a drain evict the active. `spare` (see `conditions.has_spare`): a running standby on another node
+    than the active's, which takes over on the active's graceful stop. Standbys are never Ready:
+    `AlwaysAllow` keeps them evictable at any time.
+    """
+    return {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": _meta(router),
+            "spec": {"minAvailable": 0 if spare else 1, "selector": {"matchLabels": selector(_name(router))},
+                     "unhealthyPodEvictionPolicy": "AlwaysAllow"}}
+
+
+def render(router: EgressRouter, settings: RenderSettings, replicas: int = 1, spare: bool = False) -> Children:
+    """The children; `replicas` from `ha.replicas` (the caller refuses an invalid annotation), `spare`
+    for the PodDisruptionBudget (`build_pdb`)."""
     nad = build_network_attachment_definition(router, settings)
     return Children(network_attachment_definition=nad, config_map=build_agent_config(router),
                     deployment=build_deployment(router, settings, nad, replicas), service=build_service(router),
-                    ha=build_ha_children(router) if replicas > 1 else ())
+                    ha=build_ha_children(router, spare) if replicas > 1 else ())
