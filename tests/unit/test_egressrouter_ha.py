@@ -11,7 +11,7 @@ from netshift.egressrouter import ha
 from netshift.egressrouter import render as r
 from netshift.egressrouter.spec import Problem
 from tests.support.egressrouters import router, router_obj
-from tests.unit.test_egressrouter_reconcile import FakeCache, FakeKube, ready_pod
+from tests.support.reconcile_fakes import FakeCache, FakeKube, ready_pod
 
 SETTINGS = r.RenderSettings(agent_image="netshift:test")
 
