@@ -77,10 +77,7 @@ def operator(cluster: Cluster, tmp_path: pathlib.Path, request: pytest.FixtureRe
     """The operator as a subprocess for one test; its log is printed when the test fails."""
     op = start_operator(cluster, tmp_path)
     yield op
-    stop_operator(op)
-    rep = getattr(request.node, "rep_call", None)
-    if rep is not None and rep.failed:
-        print(f"--- operator log ---\n{op.logs()[-8000:]}")
+    stop_operator(op, request)
 
 
 @pytest.hookimpl(hookwrapper=True)

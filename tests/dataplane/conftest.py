@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.dataplane.agent_runner import AgentRunner
+from tests.support.cluster import failed
 from tests.support.topology import (
     CNI_PATH,
     CNI_PLUGINS,
@@ -66,6 +67,5 @@ def agent(servers: Topology, tmp_path: pathlib.Path, request: pytest.FixtureRequ
     if runner.proc is not None and runner.proc.poll() is None:
         runner.proc.kill()  # topo.close() would too; kill first so the log is complete
         runner.proc.wait(timeout=10)
-    rep = getattr(request.node, "rep_call", None)
-    if rep is not None and rep.failed:
+    if failed(request):
         print(f"--- agent log ---\n{runner.logs()[-6000:]}")

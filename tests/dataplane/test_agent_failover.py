@@ -26,7 +26,7 @@ import pytest
 import yaml
 
 from tests.dataplane.agent_runner import AgentRunner, spec
-from tests.support.cluster import Cluster, scratch_namespace, started_cluster
+from tests.support.cluster import Cluster, failed, scratch_namespace, started_cluster
 from tests.support.nsforward import forward
 from tests.support.topology import (
     DEST_V4,
@@ -144,8 +144,7 @@ def test_standby_takes_over_and_only_one_mac_ever_answers(
             frames = [json.loads(line) for line in watch.communicate(timeout=10)[0].splitlines()
                       if line.startswith("{")]
     finally:
-        rep = getattr(request.node, "rep_call", None)
-        if rep is not None and rep.failed:
+        if failed(request):
             for name, agent in agents.items():
                 print(f"--- agent {name} log ---\n{agent.logs()[-4000:]}")
 

@@ -24,6 +24,7 @@ from cryptography.x509.oid import NameOID
 from netshift.router import annotations as ann
 from netshift.router.routes import served_route
 from tests.support import certs
+from tests.support.cluster import failed
 from tests.support.router_harness import HAPROXY, Backend, Load, Router, get
 from tests.support.routes import served_route_obj
 
@@ -44,8 +45,7 @@ def router(tmp_path: pathlib.Path, request: pytest.FixtureRequest) -> Iterator[R
     r = Router(tmp_path)
     yield r
     r.close()
-    rep = getattr(request.node, "rep_call", None)
-    if rep is not None and rep.failed:
+    if failed(request):
         print(f"--- haproxy log ---\n{r.logs()[-6000:]}")
 
 

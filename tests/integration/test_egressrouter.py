@@ -41,10 +41,7 @@ def er_operator(cluster, nad_crd, tmp_path, namespace, request):
     """The operator restricted to the test namespace (other tests' routers are not its business)."""
     op = start_operator(cluster, tmp_path, "--namespace", namespace, env={"NETSHIFT_RESYNC_SECONDS": "3"})
     yield op
-    stop_operator(op)
-    rep = getattr(request.node, "rep_call", None)
-    if rep is not None and rep.failed:
-        print(f"--- operator log ---\n{op.logs()[-8000:]}")
+    stop_operator(op, request)
 
 
 def test_create_renders_children_and_honest_conditions(cluster, namespace, er_operator):
@@ -336,10 +333,7 @@ def test_nad_crd_absent_then_present(cluster, namespace, tmp_path, nad_crd, requ
                  != "NetworkAttachmentDefinitionsNotServed", timeout=30)
     finally:
         cluster.kubectl("apply", "--server-side", "-f", str(NAD_CRD))
-        stop_operator(op)
-        rep = getattr(request.node, "rep_call", None)
-        if rep is not None and rep.failed:
-            print(f"--- operator log ---\n{op.logs()[-8000:]}")
+        stop_operator(op, request)
 
 
 def test_operator_works_with_only_its_rbac(cluster, namespace, nad_crd, tmp_path, request):
@@ -367,7 +361,4 @@ def test_operator_works_with_only_its_rbac(cluster, namespace, nad_crd, tmp_path
             time.sleep(2)
             assert not rbac_denials(op)
         finally:
-            stop_operator(op)
-            rep = getattr(request.node, "rep_call", None)
-            if rep is not None and rep.failed:
-                print(f"--- operator log ---\n{op.logs()[-8000:]}")
+            stop_operator(op, request)

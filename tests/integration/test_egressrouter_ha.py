@@ -56,10 +56,7 @@ def ha_operator(cluster, nad_crd, tmp_path, namespace, request):
         op = start_operator(cluster, tmp_path, env={"KUBECONFIG": str(kubeconfig),
                                                    "NETSHIFT_RESYNC_SECONDS": "3"})
         yield op
-        stop_operator(op)
-        rep = getattr(request.node, "rep_call", None)
-        if rep is not None and rep.failed:
-            print(f"--- operator log ---\n{op.logs()[-8000:]}")
+        stop_operator(op, request)
 
 
 def test_replicas_1_to_2_creates_the_ha_children_and_2_to_1_removes_them(cluster, namespace, ha_operator):

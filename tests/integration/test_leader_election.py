@@ -65,11 +65,7 @@ def pair(cluster, namespace, nad_crd, tmp_path, request, proxy):
         yield tuple(ops)
     finally:
         for op in ops:
-            stop_operator(op)
-        rep = getattr(request.node, "rep_call", None)
-        if rep is not None and rep.failed:
-            for op in ops:
-                print(f"--- {op.log_path.name} ---\n{op.logs()[-6000:]}")
+            stop_operator(op, request)
 
 
 def test_one_leads_the_follower_writes_nothing_and_takes_over_after_a_kill(cluster, namespace, pair):

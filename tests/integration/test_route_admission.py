@@ -36,10 +36,7 @@ def route_operator(cluster, tmp_path, namespace, namespace2, router_name, reques
                         env={"NETSHIFT_ROUTER_NAME": router_name, "NETSHIFT_ROUTER_DOMAIN": DOMAIN,
                              "NETSHIFT_ROUTER_CANONICAL_HOSTNAME": "router.it.netshift.test"})
     yield op
-    stop_operator(op)
-    rep = getattr(request.node, "rep_call", None)
-    if rep is not None and rep.failed:
-        print(f"--- operator log ---\n{op.logs()[-8000:]}")
+    stop_operator(op, request)
 
 
 def route_yaml(name: str, namespace: str, host: str | None = None, path: str | None = None,
@@ -194,7 +191,4 @@ subjects: [{{kind: ServiceAccount, name: the-router, namespace: {namespace}}}]
         cluster.kubectl("patch", "route", "ext", "-n", namespace, "--type=merge", "-p", '{"spec":{"path":"/"}}')
         admitted(cluster, namespace, "ext", router_name)
     finally:
-        stop_operator(op)
-        rep = getattr(request.node, "rep_call", None)
-        if rep is not None and rep.failed:
-            print(f"--- operator log ---\n{op.logs()[-8000:]}")
+        stop_operator(op, request)

@@ -43,10 +43,7 @@ def test_silent_watch_is_restarted_and_the_change_reconciled(cluster, namespace,
             wait_for("Service recreated after the watchdog", back, timeout=INACTIVITY + 15)
             assert time.monotonic() - silenced <= INACTIVITY + 15
         finally:
-            stop_operator(op)
-            rep = getattr(request.node, "rep_call", None)
-            if rep is not None and rep.failed:
-                print(f"--- operator log ---\n{op.logs()[-8000:]}")
+            stop_operator(op, request)
 
 
 def test_list_watch_resumes_a_silent_stream(cluster, namespace, tmp_path):

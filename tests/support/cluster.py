@@ -131,7 +131,14 @@ def start_operator(cluster: Cluster, tmp_path: pathlib.Path, *extra: str,
     raise AssertionError(f"operator not live within 60s:\n{op.logs()[-4000:]}")
 
 
-def stop_operator(op: OperatorProcess) -> None:
+def failed(request: Any) -> bool:
+    """Whether the test of a fixture's `request` failed (the root conftest records `rep_call`)."""
+    rep = getattr(request.node, "rep_call", None)
+    return rep is not None and rep.failed
+
+
+def stop_operator(op: OperatorProcess, request: Any = None) -> None:
+    """Stop the operator; with the test's `request`, print the end of its log when the test failed."""
     if op.proc.poll() is None:
         op.proc.terminate()
         try:
@@ -139,6 +146,8 @@ def stop_operator(op: OperatorProcess) -> None:
         except subprocess.TimeoutExpired:
             op.proc.kill()
             op.proc.wait()
+    if request is not None and failed(request):
+        print(f"--- {op.log_path.name} ---\n{op.logs()[-8000:]}")
 
 
 @contextlib.contextmanager
